@@ -1,0 +1,141 @@
+"""Checks and text parsing for PLINK 1 filesets, run before any genotype is decoded.
+
+Everything here raises :class:`~medcl.errors.PlinkError` naming the file and the fix.
+
+A .fam one line short (or long) cannot always be seen from the .bed size: each SNP takes
+``ceil(n / 4)`` bytes, so ``n`` and ``n - 1`` give the same size unless ``n - 1`` is a
+multiple of 4. :func:`check_padding` catches most of the remaining cases: PLINK writers
+fill the unused 2-bit slots at the end of each SNP's last byte with ``00``, so a non-zero
+slot means a real individual the .fam does not list.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from medcl.errors import PlinkError
+
+BED_MAGIC = b"\x6c\x1b"
+FAM_COLUMNS = ["fid", "iid", "father", "mother", "sex", "phenotype"]
+BIM_COLUMNS = ["chrom", "snp", "cm", "pos", "a1", "a2"]
+_REGENERATE = "regenerate the fileset, or use the .bed/.bim/.fam written together (plink --make-bed)"
+
+
+def fileset_paths(prefix) -> tuple[Path, Path, Path]:
+    """``prefix`` (with or without a .bed/.bim/.fam suffix) -> existing (bed, bim, fam) paths."""
+    p = Path(os.fspath(prefix))
+    if p.suffix.lower() in (".bed", ".bim", ".fam"):
+        p = p.with_suffix("")
+    paths = tuple(p.with_name(p.name + ext) for ext in (".bed", ".bim", ".fam"))
+    for path in paths:
+        if not path.is_file():
+            raise PlinkError(
+                f"{path.suffix} file not found", path=path,
+                fix=f"a PLINK 1 fileset needs {p.name}.bed, {p.name}.bim and {p.name}.fam in one folder; "
+                    "pass the common prefix")
+    return paths  # type: ignore[return-value]
+
+
+def _read_whitespace_table(path: Path, columns: list[str], what: str) -> pd.DataFrame:
+    try:
+        df = pd.read_csv(path, sep=r"\s+", header=None, dtype=str, keep_default_na=False,
+                         na_filter=False, engine="c", comment=None)
+    except pd.errors.EmptyDataError:
+        raise PlinkError(f"{what} file is empty", path=path, fix=_REGENERATE) from None
+    except pd.errors.ParserError as exc:
+        raise PlinkError(f"{what} file is malformed ({exc})", path=path,
+                         fix=f"each line needs exactly {len(columns)} whitespace-separated fields") from None
+    short = (df == "").to_numpy().any(axis=1)
+    if df.shape[1] != len(columns) or short.any():
+        where = f" (record {1 + int(np.argmax(short))} has too few)" if short.any() else ""
+        raise PlinkError(
+            f"{what} file should have {len(columns)} fields per line ({' '.join(columns)}); "
+            f"found {df.shape[1]}{where}", path=path,
+            fix=f"each line needs exactly {len(columns)} whitespace-separated fields")
+    df.columns = columns
+    return df
+
+
+def read_fam(path: Path) -> pd.DataFrame:
+    """Parse a .fam: all six columns as strings (IDs keep leading zeros)."""
+    fam = _read_whitespace_table(path, FAM_COLUMNS, ".fam")
+    keys = fam["fid"] + "\x00" + fam["iid"]
+    dup = keys.duplicated(keep=False)
+    if dup.any():
+        pairs = fam.loc[dup, ["fid", "iid"]].drop_duplicates().head(5)
+        shown = ", ".join(f"{f}/{i}" for f, i in pairs.itertuples(index=False))
+        raise PlinkError(
+            f".fam lists {int(keys[dup].nunique())} FID/IID pair(s) more than once (e.g. {shown})",
+            path=path, fix="individuals are keyed by FID/IID; make each pair unique (plink --update-ids)")
+    return fam
+
+
+def read_bim(path: Path) -> pd.DataFrame:
+    """Parse a .bim: chrom, snp, a1, a2 as strings; cm float; pos int64."""
+    bim = _read_whitespace_table(path, BIM_COLUMNS, ".bim")
+    for col, kind in (("cm", float), ("pos", np.int64)):
+        try:
+            bim[col] = bim[col].astype(kind)
+        except ValueError:
+            raise PlinkError(f".bim column {col} is not numeric", path=path,
+                             fix="columns are chrom, id, cm, position, A1, A2") from None
+    return bim
+
+
+def bytes_per_snp(n_individuals: int) -> int:
+    return (n_individuals + 3) // 4
+
+
+def check_bed(bed: Path, fam: Path, bim: Path, n: int, m: int) -> None:
+    """Magic bytes, SNP-major mode and exact size ``3 + m * ceil(n / 4)``."""
+    size = bed.stat().st_size
+    with open(bed, "rb") as fh:
+        head = fh.read(3)
+    if len(head) < 3 or head[:2] != BED_MAGIC:
+        raise PlinkError(
+            f"not a PLINK 1 .bed (first bytes {head[:2].hex() or 'missing'}, expected 6c1b)", path=bed,
+            fix="convert it with plink --make-bed; PLINK 2 .pgen and very old .bed files are not read")
+    if head[2] != 0x01:
+        what = "individual-major (mode 0x00)" if head[2] == 0 else f"mode byte 0x{head[2]:02x}"
+        raise PlinkError(f".bed is {what}; only SNP-major (0x01) is supported", path=bed,
+                         fix="rewrite it SNP-major with plink --make-bed")
+    bps = bytes_per_snp(n)
+    expected = 3 + m * bps
+    if size == expected:
+        return
+    body = size - 3
+    detail = [f".bed has {size} bytes but {bim.name} ({m} SNPs) and {fam.name} ({n} individuals) "
+              f"need exactly 3 + {m} x {bps} = {expected}"]
+    if body % bps == 0:
+        detail.append(f"its size fits {body // bps} SNPs with {n} individuals: is the .bim right?")
+    if m > 0 and body % m == 0 and body // m > 0:
+        b = body // m
+        detail.append(f"its size fits {4 * b - 3}-{4 * b} individuals with {m} SNPs: is the .fam right?")
+    if body < m * bps:
+        detail.append("the .bed may be truncated (interrupted copy?)")
+    raise PlinkError("; ".join(detail), path=bed, fix=_REGENERATE)
+
+
+def check_padding(bed: Path, fam: Path, n: int, snp_index: np.ndarray) -> None:
+    """Raise if the unused 2-bit slots after individual ``n`` hold data in any SNP of ``snp_index``.
+
+    Only the last byte of each listed SNP is read (those SNPs are about to be decoded anyway).
+    """
+    rem = n % 4
+    if rem == 0 or len(snp_index) == 0:
+        return
+    bps = bytes_per_snp(n)
+    mm = np.memmap(bed, dtype=np.uint8, mode="r", offset=3)
+    last = mm[np.asarray(snp_index, dtype=np.int64) * bps + (bps - 1)]
+    mask = np.uint8((0xFF << (2 * rem)) & 0xFF)
+    bad = np.count_nonzero(last & mask)
+    del mm
+    if bad:
+        raise PlinkError(
+            f".bed holds genotype codes after the last of the {n} individuals in {fam.name} "
+            f"(in the padding bits of {bad} of {len(snp_index)} SNPs read): the .fam is probably "
+            f"missing individuals (one line short?)", path=bed,
+            fix=f"use the .fam written with this .bed; {_REGENERATE}")
