@@ -139,3 +139,30 @@ def check_padding(bed: Path, fam: Path, n: int, snp_index: np.ndarray) -> None:
             f"(in the padding bits of {bad} of {len(snp_index)} SNPs read): the .fam is probably "
             f"missing individuals (one line short?)", path=bed,
             fix=f"use the .fam written with this .bed; {_REGENERATE}")
+
+
+def _decode_table(counted_allele: str) -> np.ndarray:
+    """(256, 4) float32: a .bed byte -> the four calls it holds (low bits first), as counts."""
+    per_code = {"a1": [2.0, np.nan, 1.0, 0.0], "a2": [0.0, np.nan, 1.0, 2.0]}[counted_allele]
+    codes = (np.arange(256)[:, None] >> (2 * np.arange(4))[None, :]) & 0b11  # (256, 4)
+    return np.asarray(per_code, dtype=np.float32)[codes]
+
+
+def decode_bed(bed: Path, n: int, m: int, idx: np.ndarray, counted_allele: str,
+               chunk_size: int) -> np.ndarray:
+    """Decode the SNPs ``idx`` of a validated SNP-major .bed into an (n, len(idx)) float32 matrix.
+
+    Only the bytes of the selected SNPs are read (numpy memmap), ``chunk_size`` SNPs at a time,
+    so peak memory is the result plus one (chunk_size, n) block.
+    """
+    bps = bytes_per_snp(n)
+    table = _decode_table(counted_allele)
+    rows = np.memmap(bed, dtype=np.uint8, mode="r", offset=3, shape=(m, bps))
+    out = np.empty((n, len(idx)), dtype=np.float32)  # (N, M_selected)
+    for lo in range(0, len(idx), chunk_size):
+        sel = idx[lo:lo + chunk_size]
+        raw = np.asarray(rows[sel])  # (B, bps) uint8, read from disk
+        calls = table[raw].reshape(len(sel), bps * 4)[:, :n]  # (B, N)
+        out[:, lo:lo + len(sel)] = calls.T
+    del rows
+    return out

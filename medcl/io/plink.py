@@ -29,13 +29,14 @@ import pandas as pd
 
 from medcl.errors import PlinkError
 from medcl.io._bed_write import write_plink
-from medcl.io._plink_files import check_bed, check_padding, fileset_paths, read_bim, read_fam
+from medcl.io._plink_files import check_bed, check_padding, decode_bed, fileset_paths, read_bim, read_fam
 from medcl.io.genotype_stats import GenotypeStats
 
 __all__ = ["Genotypes", "SnpSelection", "GenotypeStats", "read_genotypes", "write_plink"]
 
 COUNTED_ALLELES = ("a1", "a2")
 PathLike = Union[str, os.PathLike]
+ENGINES = ("memmap", "pandas-plink")
 
 
 def _norm_chrom(c) -> str:
@@ -139,9 +140,12 @@ def _pandas_plink_dask(bed: Path, bim: Path, fam: Path, chunk_size: int):
     return xr.data  # (N, M)
 
 
-def _read_selected(bed: Path, bim: Path, fam: Path, n: int, m: int, idx: np.ndarray,
-                   counted_allele: str, chunk_size: int) -> np.ndarray:
-    """Decode only the SNPs ``idx``, one pandas-plink variant chunk at a time."""
+def _read_with_pandas_plink(bed: Path, bim: Path, fam: Path, n: int, m: int, idx: np.ndarray,
+                            counted_allele: str, chunk_size: int) -> np.ndarray:
+    """Decode the SNPs ``idx`` through pandas-plink's dask array, ``chunk_size`` variants per chunk.
+
+    Fine for dense selections; for sparse ones every touched chunk is decoded in full.
+    """
     data = _pandas_plink_dask(Path(bed).resolve(), Path(bim).resolve(), Path(fam).resolve(), chunk_size)
     if data.shape != (n, m):  # pragma: no cover - both parse the same files
         raise PlinkError(f"pandas-plink sees {data.shape}, medcl sees {(n, m)}", path=bed)
@@ -159,17 +163,22 @@ def _read_selected(bed: Path, bim: Path, fam: Path, n: int, m: int, idx: np.ndar
 
 
 def read_genotypes(prefix: PathLike, *, counted_allele: str = "a1", snps: SnpSelection | None = None,
-                   chunk_size: int = 1024) -> Genotypes:
+                   chunk_size: int = 1024, engine: str = "memmap") -> Genotypes:
     """Read a PLINK 1 fileset into a float32 (individuals x SNPs) matrix.
 
     prefix: path without extension (``data/chr1`` for data/chr1.bed/.bim/.fam); a .bed path works too.
     counted_allele: "a1" counts the .bim's first allele (PLINK standard), "a2" the second.
     snps: which SNPs to read (default all), in .bim order.
     chunk_size: SNPs decoded per block; peak memory is the result plus one (N, chunk_size) block.
+    engine: "memmap" reads only the selected SNPs' bytes (fast for sparse selections);
+        "pandas-plink" decodes whole chunk_size-variant chunks through pandas-plink's dask array.
+        Both give the same matrix (tested against bed-reader).
     """
     if counted_allele not in COUNTED_ALLELES:
         raise PlinkError(f"counted_allele must be 'a1' or 'a2', not {counted_allele!r}",
                          fix="'a1' (the .bim's first allele, PLINK default) or 'a2'")
+    if engine not in ENGINES:
+        raise PlinkError(f"engine must be one of {ENGINES}, not {engine!r}")
     if int(chunk_size) < 1:
         raise PlinkError(f"chunk_size must be >= 1, not {chunk_size}")
     bed, bim_path, fam_path = fileset_paths(prefix)
@@ -179,7 +188,10 @@ def read_genotypes(prefix: PathLike, *, counted_allele: str = "a1", snps: SnpSel
     check_bed(bed, fam_path, bim_path, n, m)
     idx = (snps if snps is not None else SnpSelection()).resolve(bim, bim_path)
     check_padding(bed, fam_path, n, idx)
-    values = _read_selected(bed, bim_path, fam_path, n, m, idx, counted_allele, int(chunk_size))
+    if engine == "memmap":
+        values = decode_bed(bed, n, m, idx, counted_allele, int(chunk_size))
+    else:
+        values = _read_with_pandas_plink(bed, bim_path, fam_path, n, m, idx, counted_allele, int(chunk_size))
     sel = bim.iloc[idx]
 
     def strings(col) -> np.ndarray:
