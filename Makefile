@@ -1,0 +1,91 @@
+# medcl — set-up, tests and builds. Two commands do everything on a fresh machine:
+#   make demo   creates .venv, installs torch ($(TORCH_SPEC)) and medcl, runs the main job on the demo cohort
+#   make test   same set-up, then the test suite, then `make cuda-check` when nvcc is present
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+DEMO_OUT ?= demo-out
+NVCC ?= $(shell command -v nvcc 2>/dev/null)
+CUDA_ARCHS ?= 80 90a
+CHECK_DIR := build/cuda-check
+
+.PHONY: all venv install demo test pytest cuda-check wheel bench clean
+
+all: install
+
+$(VENV)/.torch:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q "$(TORCH_SPEC)"
+	@touch $@
+
+$(VENV)/.deps: $(VENV)/.torch pyproject.toml
+	$(PIP) install -q "scikit-build-core>=0.10" ninja cmake wheel
+	$(PIP) install -q numpy click pyyaml "pydicom>=3.0" pandas "pandas-plink>=2.3.2" pyarrow tqdm \
+	    pytest pydicom-data bed-reader scipy pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg pylibjpeg-rle
+	@touch $@
+
+venv: $(VENV)/.deps
+
+# Build and install medcl into the venv against its torch (never a build-isolated torch).
+install: venv
+	@start=$$(date +%s); \
+	$(PIP) install -q --no-build-isolation --no-deps . && \
+	echo "medcl: built and installed in $$(( $$(date +%s) - start )) s"
+
+demo: install
+	@rm -rf $(DEMO_OUT)
+	time $(VENV)/bin/medcl demo-data $(DEMO_OUT)/cohort
+	$(VENV)/bin/medcl info
+
+pytest: install
+	cd tests && ../$(PY) -m pytest -q -p no:cacheprovider --rootdir=.. -c ../pyproject.toml .
+
+test: pytest
+	@if [ -n "$(NVCC)" ]; then $(MAKE) --no-print-directory cuda-check; \
+	 else echo "cuda-check skipped: nvcc not found"; fi
+
+# Compile every torch-free CUDA kernel header with nvcc for each arch in CUDA_ARCHS, and the
+# thin .cu glue against torch's headers when they are there (syntax check; no GPU needed).
+cuda-check:
+	@test -n "$(NVCC)" || { echo "cuda-check: nvcc not found; put the CUDA toolkit on PATH" >&2; exit 2; }
+	@mkdir -p $(CHECK_DIR)/stub/c10/cuda/impl
+	@set -e; for k in csrc/ops/cuda/*_kernel.cuh; do \
+	  n=$$(basename $$k .cuh); printf '#include "%s"\n' "$${k#csrc/}" > $(CHECK_DIR)/$$n.cu; \
+	  for a in $(CUDA_ARCHS); do \
+	    $(NVCC) -std=c++17 -DMEDCL_CUDA_CHECK -Icsrc -c $(CHECK_DIR)/$$n.cu -o $(CHECK_DIR)/$$n.sm_$$a.o \
+	      -gencode arch=compute_$$a,code=sm_$$a; \
+	    echo "cuda-check: $$k sm_$$a ok"; \
+	  done; \
+	done
+	@set -e; T=$$($(PY) -c "import torch,os;print(os.path.dirname(torch.__file__))" 2>/dev/null || true); \
+	if [ -n "$$T" ] && [ -f "$$T/include/c10/cuda/CUDAStream.h" ]; then \
+	  printf '#pragma once\n#define C10_CUDA_BUILD_SHARED_LIBS\n' > $(CHECK_DIR)/stub/c10/cuda/impl/cuda_cmake_macros.h; \
+	  for g in csrc/ops/cuda/*.cu; do \
+	    $(NVCC) -std=c++17 -Icsrc -I$(CHECK_DIR)/stub -I$$T/include -I$$T/include/torch/csrc/api/include \
+	      -D_GLIBCXX_USE_CXX11_ABI=$$($(PY) -c "import torch;print(int(torch._C._GLIBCXX_USE_CXX11_ABI))") \
+	      --expt-relaxed-constexpr -w -c $$g -o $(CHECK_DIR)/$$(basename $$g .cu).glue.o \
+	      -gencode arch=compute_90a,code=sm_90a; \
+	    echo "cuda-check: $$g (glue, against torch headers) sm_90a ok"; \
+	  done; \
+	else echo "cuda-check: torch headers not found; glue .cu files not checked"; fi
+
+# A wheel for the installed torch/CUDA, with a local version tag such as +pt213cpu or +pt211cu130.
+wheel: venv
+	rm -rf dist/raw && $(PIP) wheel -q --no-build-isolation --no-deps -w dist/raw .
+	$(PY) -m wheel tags --help >/dev/null
+	@set -e; tag=$$($(PY) -c "import torch;v=torch.__version__.split('+')[0].split('.');c=torch.version.cuda;print('pt'+v[0]+v[1]+('cu'+c.replace('.','') if c else 'cpu'))"); \
+	whl=$$(ls dist/raw/medcl-*.whl); ver=$$(basename $$whl | cut -d- -f2); \
+	rm -rf dist/unpack && $(PY) -m wheel unpack -d dist/unpack $$whl >/dev/null; \
+	d=dist/unpack/medcl-$$ver; mv $$d/medcl-$$ver.dist-info $$d/medcl-$$ver+$$tag.dist-info; \
+	sed -i "s/^Version: $$ver\$$/Version: $$ver+$$tag/" $$d/medcl-$$ver+$$tag.dist-info/METADATA; \
+	$(PY) -m wheel pack -d dist $$d; rm -rf dist/unpack dist/raw; ls dist/medcl-*$$tag*.whl
+
+bench: install
+	$(PY) bench/intensity.py
+
+clean:
+	rm -rf build dist $(DEMO_OUT)

@@ -1,0 +1,3 @@
+from medcl.cli import main
+
+main()

@@ -1,0 +1,95 @@
+"""Options shared by every subcommand: --config FILE.yaml and --device.
+
+--config is eager: its YAML becomes the command's default map before the other options are
+read, so the precedence is command line > MEDCL_* environment > YAML > defaults (Click's own
+order). The YAML holds option names as keys (dashes or underscores), either at top level or
+under the command's name, e.g. ``demo-data: {n: 500, seed: 3}``.
+"""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import click
+
+from medcl.errors import ConfigError
+
+
+def _load_config(ctx: click.Context, param: click.Parameter, value: str | None):
+    if not value:
+        return value
+    import yaml
+
+    path = Path(value)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read the config file ({exc.strerror})", path=path,
+                          fix="check the --config path") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"not valid YAML{where}", path=path, fix="fix the YAML syntax") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("must be a mapping of option names to values", path=path,
+                          fix="write e.g. 'seed: 3' or 'demo-data: {seed: 3}'")
+    name = ctx.info_name or ""
+    section = data.get(name, data.get(name.replace("-", "_"), data))
+    if not isinstance(section, dict):
+        raise ConfigError(f"the '{name}' section must be a mapping", path=path)
+    known = {p.name for p in ctx.command.params if p.name}
+    from medcl.cli import COMMANDS
+    other_commands = set(COMMANDS) | {c.replace("-", "_") for c in COMMANDS}
+    defaults = {}
+    for key, v in section.items():
+        k = str(key).replace("-", "_")
+        if section is data and str(key) in other_commands:
+            continue  # another command's section
+        if k not in known or k == "config":
+            raise ConfigError(f"unknown option '{key}' for 'medcl {name}'", path=path,
+                              fix=f"valid keys: {', '.join(sorted(known - {'config'}))}")
+        defaults[k] = v
+    ctx.default_map = {**(ctx.default_map or {}), **defaults}
+    return value
+
+
+def common_options(func):
+    """Adds --config and --device to a command."""
+
+    @click.option("--config", type=click.Path(dir_okay=False), callback=_load_config, is_eager=True,
+                  expose_value=False, envvar="MEDCL_CONFIG",
+                  help="YAML file of option values (CLI and MEDCL_* env override it).")
+    @click.option("--device", default="auto", show_default=True, envvar="MEDCL_DEVICE",
+                  help="cpu, cuda, cuda:N, or auto (cuda when a GPU is visible).")
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+def resolve_device(spec: str):
+    """--device value → torch.device, with a clear error for devices that are not there."""
+    import torch
+
+    spec = (spec or "auto").strip().lower()
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(spec)
+    except (RuntimeError, ValueError):
+        raise click.BadParameter(f"'{spec}' is not a device; use cpu, cuda, cuda:N or auto",
+                                 param_hint="--device") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise click.BadParameter("no CUDA device is visible (torch.cuda.is_available() is False); "
+                                     "use --device cpu", param_hint="--device")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise click.BadParameter(f"only {torch.cuda.device_count()} CUDA device(s) visible",
+                                     param_hint="--device")
+    elif dev.type != "cpu":
+        raise click.BadParameter(f"unsupported device type '{dev.type}'; use cpu or cuda",
+                                 param_hint="--device")
+    return dev

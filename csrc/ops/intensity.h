@@ -1,0 +1,37 @@
+// Argument checks of medcl::intensity shared by its CPU and CUDA kernels (torch side).
+#pragma once
+
+#include <ATen/ATen.h>
+
+namespace medcl {
+
+inline void check_intensity_args(const at::Tensor& pixels, const at::Tensor& params,
+                                 const at::Tensor& function, const at::Tensor& invert,
+                                 at::ScalarType dtype) {
+  TORCH_CHECK(pixels.dim() >= 1, "medcl::intensity: pixels must be (B, ...), got a 0-d tensor");
+  TORCH_CHECK(at::isIntegralType(pixels.scalar_type(), /*includeBool=*/false),
+              "medcl::intensity: pixels must hold integers (stored values), got ", pixels.scalar_type());
+  const int64_t B = pixels.size(0);
+  TORCH_CHECK(params.dim() == 2 && params.size(0) == B && params.size(1) == 4 &&
+                  params.scalar_type() == at::kDouble,
+              "medcl::intensity: params must be float64 (B, 4) = slope, intercept, center, width; got ",
+              params.scalar_type(), " ", params.sizes());
+  TORCH_CHECK(function.dim() == 1 && function.size(0) == B && function.scalar_type() == at::kInt,
+              "medcl::intensity: function must be int32 (B,), got ", function.scalar_type(), " ",
+              function.sizes());
+  TORCH_CHECK(invert.dim() == 1 && invert.size(0) == B && invert.scalar_type() == at::kBool,
+              "medcl::intensity: invert must be bool (B,), got ", invert.scalar_type(), " ",
+              invert.sizes());
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble,
+              "medcl::intensity: dtype must be float32 or float64, got ", dtype);
+  for (const at::Tensor* t : {&params, &function, &invert}) {
+    TORCH_CHECK(t->device() == pixels.device(), "medcl::intensity: all tensors must be on ",
+                pixels.device(), ", got one on ", t->device());
+  }
+}
+
+}  // namespace medcl
+
+// Every integer pixel type the kernels take (uint16 is what 16-bit DICOM stores).
+#define MEDCL_DISPATCH_PIXEL_TYPES(TYPE, NAME, ...)                                    \
+  AT_DISPATCH_V2(TYPE, NAME, AT_WRAP(__VA_ARGS__), AT_EXPAND(AT_INTEGRAL_TYPES), at::kUInt16)

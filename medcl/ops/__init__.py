@@ -1,0 +1,5 @@
+"""medcl's ops: each a public function over ``torch.ops.medcl.<op>`` with a pure-PyTorch
+reference beside it (see medcl/_extension.py for how the backend is chosen)."""
+from medcl.ops.intensity import intensity, intensity_reference
+
+__all__ = ["intensity", "intensity_reference"]
