@@ -136,6 +136,8 @@ def _lut(item, ds, path: Path) -> Lut:
 
 
 def _to_tensor(arr: np.ndarray) -> torch.Tensor:
+    if not arr.dtype.isnative:  # big-endian transfer syntaxes
+        arr = arr.astype(arr.dtype.newbyteorder("="))
     if arr.dtype == np.bool_:
         arr = arr.astype(np.uint8)
     elif arr.dtype in (np.uint32, np.uint64):
@@ -186,8 +188,9 @@ def read_image(path: str | os.PathLike, *, modality_lut: bool = True, voi: bool 
             out = 1.0 - out
     else:
         if window is None:  # no VOI in the file: window over the image's own range
-            lo = float(x.min()) * slope + intercept
-            hi = float(x.max()) * slope + intercept
+            lo_hi = torch.aminmax(x.to(torch.int64) if x.dtype == torch.uint16 else x)
+            lo = float(lo_hi.min) * slope + intercept
+            hi = float(lo_hi.max) * slope + intercept
             lo, hi = min(lo, hi), max(lo, hi)
             window = ((lo + hi) / 2.0, max(hi - lo, 1e-6), "linear_exact")
         center, width, function = window
