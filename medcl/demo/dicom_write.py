@@ -47,7 +47,7 @@ def uid_from(*parts) -> str:
 
 def _ds(x: float) -> str:
     """Decimal String without float noise, at most 16 characters."""
-    s = f"{x:.2f}".rstrip("0").rstrip(".")
+    s = f"{x:.6g}"
     return "0" if s == "-0" else s
 
 
@@ -63,7 +63,8 @@ def build_dataset(pixels: np.ndarray, spec: DicomSpec) -> Dataset:
     stored = np.ascontiguousarray(stored, dtype="<u2")
     slope, intercept = spec.rescale
     real = stored.astype(np.float64) * slope + intercept
-    lo, hi = np.percentile(real, [0.5, 99.5])
+    r0, c0 = real.shape[0] // 5, real.shape[1] // 5
+    lo, hi = np.percentile(real[r0:-r0, c0:-c0], [1.0, 99.0])  # window on the central 60%
     rows, cols = stored.shape
     spacing = FIELD_OF_VIEW_MM / cols
 
