@@ -1,0 +1,91 @@
+"""Progress reporting: a tqdm bar when stderr is a terminal, else one log line now and then.
+
+    with Progress("images", total=1300) as p:
+        for ...: p.update(done)
+
+Long jobs in scripts and batch queues get plain, greppable lines (``medcl: images 400/1300
+(31%) 12.5/s ETA 0:01:12``) instead of carriage-return bars in their log files.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+log = logging.getLogger("medcl")
+
+
+def _eta(seconds: float) -> str:
+    s = int(max(seconds, 0))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+class Progress:
+    """Reports ``done`` out of ``total`` for one stage.
+
+    bar: None → a tqdm bar iff stderr is a terminal and tqdm is installed.
+    every_s: the least time between two log lines when there is no bar.
+    """
+
+    def __init__(self, stage: str, total: int, *, bar: bool | None = None, every_s: float = 10.0):
+        self.stage, self.total, self.every_s = stage, max(int(total), 0), every_s
+        self.done = 0
+        self._t0 = self._last = time.monotonic()
+        self._bar = None
+        if bar is None:
+            bar = sys.stderr.isatty()
+        if bar:
+            try:
+                from tqdm import tqdm
+                self._bar = tqdm(total=self.total, desc=stage, unit="it", leave=False, dynamic_ncols=True)
+            except ImportError:
+                self._bar = None
+
+    def update(self, done: int, total: int | None = None) -> None:
+        if total is not None and total != self.total:
+            self.total = int(total)
+            if self._bar is not None:
+                self._bar.total = self.total
+        if self._bar is not None:
+            self._bar.update(done - self.done)
+            self.done = done
+            return
+        self.done = done
+        now = time.monotonic()
+        if now - self._last >= self.every_s and 0 < done < self.total:
+            self._last = now
+            rate = done / max(now - self._t0, 1e-9)
+            log.info("%s %d/%d (%d%%) %.1f/s ETA %s", self.stage, done, self.total,
+                     100 * done // max(self.total, 1), rate, _eta((self.total - done) / max(rate, 1e-9)))
+
+    def close(self) -> float:
+        """Ends the stage; returns its seconds."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        return time.monotonic() - self._t0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class StagedProgress:
+    """A ``callback(done, total, stage)`` that keeps one :class:`Progress` per stage."""
+
+    def __init__(self, **kwargs):
+        self._kwargs = kwargs
+        self._current: Progress | None = None
+
+    def __call__(self, done: int, total: int, stage: str) -> None:
+        if self._current is None or self._current.stage != stage:
+            self.close()
+            self._current = Progress(stage, total, **self._kwargs)
+        self._current.update(done, total)
+
+    def close(self) -> None:
+        if self._current is not None:
+            self._current.close()
+            self._current = None
