@@ -16,7 +16,24 @@ from pathlib import Path
 
 log = logging.getLogger("medcl")
 
-_BUILD_INFO = Path(__file__).with_name("_build_info.json")
+
+
+def _build_info_path() -> Path | None:
+    """_build_info.json beside this file or, for editable installs, beside the built _C."""
+    here = Path(__file__).with_name("_build_info.json")
+    if here.is_file():
+        return here
+    try:
+        import importlib.util
+        spec = importlib.util.find_spec("medcl._C")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is not None and spec.origin:
+        there = Path(spec.origin).with_name("_build_info.json")
+        if there.is_file():
+            return there
+    return None
+
 _REINSTALL = "rebuild medcl against this torch: pip install --no-build-isolation --force-reinstall ."
 
 
@@ -50,9 +67,10 @@ def _load() -> ExtensionState:
     if os.environ.get("MEDCL_BACKEND", "").strip().lower() == "reference":
         return ExtensionState(False, "MEDCL_BACKEND=reference")
     info: dict = {}
-    if _BUILD_INFO.is_file():
+    path = _build_info_path()
+    if path is not None:
         try:
-            info = json.loads(_BUILD_INFO.read_text())
+            info = json.loads(path.read_text())
         except (OSError, ValueError):
             info = {}
     if not info:
