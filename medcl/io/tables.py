@@ -49,18 +49,27 @@ def _read_text(path: Path, error, text_columns=None) -> pd.DataFrame:
     sep = _delimiter(path)
     engine = "c" if sep != r"\s+" else "python"
     opts = dict(sep=sep, keep_default_na=False, na_values=NA_TOKENS, engine=engine, skipinitialspace=True)
+    if engine == "c":
+        opts["float_precision"] = "round_trip"
     try:
         if text_columns is None:
             dtype = str
         else:
             header = [str(c) for c in pd.read_csv(path, nrows=0, **opts).columns]
             dtype = {c: str for c in text_columns(header)}
-        return pd.read_csv(path, dtype=dtype, **opts)
+        df = pd.read_csv(path, dtype=dtype, **opts)
     except pd.errors.EmptyDataError:
         raise error("file is empty", path=path, fix="add a header line and at least one row") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise error(f"cannot parse ({str(exc).strip()})", path=path,
                     fix="write it as comma- or tab-separated text with one header line") from None
+    if engine == "python":  # whitespace-separated: an empty cell would shift the row silently
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for number, line in enumerate(fh, start=1):
+                if line.strip() and len(line.split()) != df.shape[1]:
+                    raise error(f"line {number} has {len(line.split())} fields, the header {df.shape[1]}",
+                                path=path, fix="in whitespace-separated files write NA for a missing value")
+    return df
 
 
 def _ids_as_text(df: pd.DataFrame, path: Path, error) -> pd.DataFrame:
@@ -182,6 +191,15 @@ def read_manifest(path, *, path_columns: Sequence[str] | None = None, check_file
 
 # ---------------------------------------------------------------- PRS / burden / label tables
 
+def _exact_float(v) -> float:
+    if pd.isna(v):
+        return np.nan
+    try:
+        return float(v)
+    except ValueError:
+        return np.nan
+
+
 def read_table(path, *, kind: str | None = None) -> pd.DataFrame:
     """Read a per-individual table (PRS, burden scores, labels) keyed by FID/IID.
 
@@ -219,7 +237,7 @@ def read_table(path, *, kind: str | None = None) -> pd.DataFrame:
         if col in text_ok:
             df[col] = df[col].map(lambda v: v if pd.isna(v) else str(v).strip()).astype(object)
             continue
-        num = pd.to_numeric(df[col], errors="coerce")
+        num = df[col].map(_exact_float).astype(np.float64)  # Python's parser: exact round trip
         bad = num.isna() & df[col].notna()
         if bad.any():
             first = int(np.flatnonzero(bad)[0])
