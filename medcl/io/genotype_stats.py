@@ -134,7 +134,13 @@ class GenotypeStats:
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise PlinkError("not a medcl genotype-statistics record", fix="save it with GenotypeStats.to_dict()")
         if d.get("version") != VERSION:
-            raise PlinkError(f"genotype statistics version {d.get('version')} is not supported (expected {VERSION})")
+            raise PlinkError(f"genotype statistics version {d.get('version')} is not supported "
+                             f"(expected {VERSION})")
+        keys = ("counted_allele", "snp_ids", "alleles", "mean", "std", "n_called", "n_rows")
+        absent = [k for k in keys if k not in d]
+        if absent or d["counted_allele"] not in ("a1", "a2"):
+            raise PlinkError(f"genotype statistics record is incomplete (missing {', '.join(absent) or 'nothing'}, "
+                             f"counted_allele {d.get('counted_allele')!r})", fix="save it with GenotypeStats.to_dict()")
         m = len(d["snp_ids"])
         if any(len(d[k]) != m for k in ("mean", "std", "n_called")) or (d["alleles"] is not None
                                                                        and len(d["alleles"]) != m):

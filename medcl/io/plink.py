@@ -5,9 +5,11 @@ Counted allele
 Matrices count the allele named by ``counted_allele``: ``"a1"`` (default, the PLINK
 standard) is the **first** allele column of the .bim (column 5), ``"a2"`` the second.
 pandas-plink calls the .bim's allele columns ``a0`` and ``a1`` and, by default, counts its
-``a1`` -- the .bim's *second* allele, PLINK's A2. We read its default orientation and
-convert with ``2 - x`` when A1 is wanted; the tests check both orientations against
-bed-reader (whose ``count_A1=True`` counts the .bim's first allele).
+``a1`` -- the .bim's *second* allele, PLINK's A2. The ``engine="pandas-plink"`` path reads
+that default orientation and converts with ``2 - x`` when A1 is wanted; the default
+``engine="memmap"`` path decodes the 2-bit codes itself with a table per orientation
+(``00`` hom A1, ``01`` missing, ``10`` het, ``11`` hom A2). Tests check both engines and
+both orientations against bed-reader (whose ``count_A1=True`` counts the .bim's first allele).
 
 Validation (before any genotype is decoded; see :mod:`medcl.io._plink_files`)
 ----------------------------------------------------------------------------
@@ -48,7 +50,7 @@ def _norm_chrom(c) -> str:
 class SnpSelection:
     """Which SNPs to read. Filters apply in this order; the result keeps .bim order."""
 
-    chromosomes: Sequence[Union[str, int]] | None = None  # keep SNPs on these ("1", 2, "X"; a "chr" prefix is ignored)
+    chromosomes: Sequence[Union[str, int]] | None = None  # keep SNPs on these ("1", 2, "X"; "chr" prefix ignored)
     ids: Sequence[str] | PathLike | None = None  # keep these SNP ids: a list, or a file with one id per line
     stride: int = 1  # then keep every stride-th remaining SNP (ContIG kept every 100th)
     offset: int = 0  # index of the first SNP kept by the stride, 0 <= offset < stride

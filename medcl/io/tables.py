@@ -242,7 +242,8 @@ def read_table(path, *, kind: str | None = None) -> pd.DataFrame:
         if bad.any():
             first = int(np.flatnonzero(bad)[0])
             raise TableError(
-                f"column {col!r} is not numeric ({int(bad.sum())} value(s) such as {str(df[col].iloc[first])[:20]!r} "
+                f"column {col!r} is not numeric ({int(bad.sum())} value(s) such as "
+                f"{str(df[col].iloc[first])[:20]!r} "
                 f"on data line {first + 2})", path=path,
                 fix="score columns hold numbers; leave a cell empty or write NA for a missing value"
                     + ("; a split column is only read in label tables" if col == "split" else ""))
@@ -279,5 +280,6 @@ def join_on_ids(left: pd.DataFrame, right: pd.DataFrame, *, how: str = "inner") 
         raise TableError(f"both frames have column(s) {', '.join(overlap)}",
                          fix="drop or rename one copy before joining")
     if right.duplicated(KEYS).any():
-        raise TableError("right frame repeats an FID/IID pair", fix="the right side must have one row per individual")
+        raise TableError("right frame repeats an FID/IID pair",
+                         fix="the right side must have one row per individual")
     return left.merge(right, on=KEYS, how=how, sort=False).reset_index(drop=True)

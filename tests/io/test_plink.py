@@ -226,7 +226,8 @@ def test_bed_size(tmp_path, rng, change):
     write_ours(tmp_path / "x", rng, 10, 4)
     data = (tmp_path / "x.bed").read_bytes()
     (tmp_path / "x.bed").write_bytes(data[:-1] if change == "truncate" else data + b"\x00")
-    _expect_error(tmp_path / "x", str(tmp_path / "x.bed"), f"{len(data) + (-1 if change == 'truncate' else 1)} bytes")
+    size = len(data) + (-1 if change == "truncate" else 1)
+    _expect_error(tmp_path / "x", str(tmp_path / "x.bed"), f"{size} bytes")
 
 
 def test_bim_line_missing(tmp_path, rng):
@@ -343,3 +344,5 @@ def test_stats_dict_round_trip_and_mismatch(tmp_path, rng):
         back.transform(read_genotypes(tmp_path / "x", snps=SnpSelection(stride=2)))
     with pytest.raises(PlinkError, match="not a medcl"):
         GenotypeStats.from_dict({"mean": []})
+    with pytest.raises(PlinkError, match="missing std"):
+        GenotypeStats.from_dict({k: v for k, v in d.items() if k != "std"})
