@@ -22,10 +22,13 @@ $(VENV)/.torch:
 	$(PIP) install -q "$(TORCH_SPEC)"
 	@touch $@
 
+# Build tools and every runtime, test and codec dependency, read from pyproject.toml (one list).
 $(VENV)/.deps: $(VENV)/.torch pyproject.toml
-	$(PIP) install -q "scikit-build-core>=0.10" ninja cmake wheel
-	$(PIP) install -q numpy click pyyaml "pydicom>=3.0" pandas "pandas-plink>=2.3.2" pyarrow tqdm \
-	    pytest pydicom-data bed-reader scipy pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg pylibjpeg-rle
+	@mkdir -p build
+	$(PY) -c "import tomllib; d = tomllib.load(open('pyproject.toml', 'rb')); p = d['project']; \
+	  print('\n'.join(d['build-system']['requires'] + ['cmake', 'wheel'] + p['dependencies'] + \
+	  [r for extra in ('test', 'codecs') for r in p['optional-dependencies'][extra]]))" > build/requirements.txt
+	$(PIP) install -q -r build/requirements.txt
 	@touch $@
 
 venv: $(VENV)/.deps
