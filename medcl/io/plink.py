@@ -38,7 +38,7 @@ __all__ = ["Genotypes", "SnpSelection", "GenotypeStats", "read_genotypes", "writ
 
 COUNTED_ALLELES = ("a1", "a2")
 PathLike = Union[str, os.PathLike]
-ENGINES = ("memmap", "pandas-plink")
+ENGINES = ("auto", "pandas-plink", "memmap")
 
 
 def _norm_chrom(c) -> str:
@@ -165,15 +165,17 @@ def _read_with_pandas_plink(bed: Path, bim: Path, fam: Path, n: int, m: int, idx
 
 
 def read_genotypes(prefix: PathLike, *, counted_allele: str = "a1", snps: SnpSelection | None = None,
-                   chunk_size: int = 1024, engine: str = "memmap") -> Genotypes:
+                   chunk_size: int = 1024, engine: str = "auto") -> Genotypes:
     """Read a PLINK 1 fileset into a float32 (individuals x SNPs) matrix.
 
     prefix: path without extension (``data/chr1`` for data/chr1.bed/.bim/.fam); a .bed path works too.
     counted_allele: "a1" counts the .bim's first allele (PLINK standard), "a2" the second.
     snps: which SNPs to read (default all), in .bim order.
     chunk_size: SNPs decoded per block; peak memory is the result plus one (N, chunk_size) block.
-    engine: "memmap" reads only the selected SNPs' bytes (fast for sparse selections);
-        "pandas-plink" decodes whole chunk_size-variant chunks through pandas-plink's dask array.
+    engine: "pandas-plink" decodes whole chunk_size-variant chunks through pandas-plink's dask
+        array; "memmap" reads only the selected SNPs' bytes; "auto" (default) uses pandas-plink
+        unless the selection is sparse (under a quarter of the SNPs in the chunks it touches,
+        e.g. ContIG's every-100th SNP), where decoding whole chunks would waste most of the work.
         Both give the same matrix (tested against bed-reader).
     """
     if counted_allele not in COUNTED_ALLELES:
@@ -190,6 +192,9 @@ def read_genotypes(prefix: PathLike, *, counted_allele: str = "a1", snps: SnpSel
     check_bed(bed, fam_path, bim_path, n, m)
     idx = (snps if snps is not None else SnpSelection()).resolve(bim, bim_path)
     check_padding(bed, fam_path, n, idx)
+    if engine == "auto":
+        touched = len(np.unique(idx // int(chunk_size))) * int(chunk_size)
+        engine = "memmap" if len(idx) < 0.25 * min(touched, m) else "pandas-plink"
     if engine == "memmap":
         values = decode_bed(bed, n, m, idx, counted_allele, int(chunk_size))
     else:
