@@ -31,7 +31,7 @@ class Anatomy:
     dia_y: float  # dome of the right hemidiaphragm (image left)
     dia_step: float  # left dome lies this much lower
     heart_cx: float  # heart centre, towards the patient's left (image right)
-    heart_cy: float  # heart centre height (its lower part hides below the domes)
+    heart_dy: float  # heart centre (widest row) this far above the right dome; its bottom hides below
     heart_hh: float  # heart half-height
     rib_gap: float  # vertical spacing of posterior ribs
     soft: float  # soft-tissue thickness multiplier
@@ -62,7 +62,7 @@ def sample_anatomy(rng: np.random.Generator, ctr: float, bone: float) -> Anatomy
         body_hw=float(thorax + rng.normal(0.20, 0.02)),
         apex_y=float(rng.normal(-0.64, 0.03)), dia_y=float(rng.normal(0.40, 0.035)),
         dia_step=float(rng.uniform(0.01, 0.06)), heart_cx=float(rng.normal(0.10, 0.012)),
-        heart_cy=float(rng.normal(0.27, 0.02)), heart_hh=float(rng.normal(0.30, 0.015)),
+        heart_dy=float(rng.normal(0.17, 0.015)), heart_hh=float(rng.normal(0.28, 0.015)),
         rib_gap=float(rng.normal(0.105, 0.004)), soft=float(rng.normal(1.0, 0.06)),
         bubble=float(rng.uniform(0.0, 0.07)),
     )
@@ -130,9 +130,10 @@ def attenuation(size: int, a: Anatomy, pose: Pose, rng: np.random.Generator
     x, y = _body_coords(size, pose)
     ax = np.abs(x)  # (S, S) distance from the midline
 
-    # Soft-tissue outline: an elliptic cylinder, wider at the shoulders.
+    # Soft-tissue outline: a flattened (superelliptic) cylinder, wider at the shoulders.
     bw = a.body_hw + 0.22 * _ramp(-0.55 - y, 0.35)  # (S, S)
-    soft = a.soft * np.sqrt(np.clip(1.0 - (x / bw) ** 2, 0.0, 1.0))
+    q = (x / bw) ** 2
+    soft = a.soft * np.sqrt(np.sqrt(np.clip(1.0 - q * q, 0.0, 1.0)))
 
     # Lungs: per side, between a medial and a lateral edge that open up below
     # the apex, above the diaphragm dome (the left dome lower).
@@ -146,21 +147,22 @@ def attenuation(size: int, a: Anatomy, pose: Pose, rng: np.random.Generator
 
     # Heart: an ellipse whose half-width is ctr * thorax half-width.
     hw = a.ctr * a.thorax_hw
-    r = np.sqrt(((x - a.heart_cx) / hw) ** 2 + ((y - a.heart_cy) / a.heart_hh) ** 2)
+    hcy = a.dia_y - a.heart_dy  # widest row of the heart
+    r = np.sqrt(((x - a.heart_cx) / hw) ** 2 + ((y - hcy) / a.heart_hh) ** 2)
     heart = _ramp(1.0 - r, 0.035)
     heart_thick = heart * (0.7 + 0.3 * np.sqrt(np.clip(1.0 - r * r, 0.0, 1.0)))
-    knob = _ramp(0.05 - _dist(x - 0.09, y - (a.heart_cy - a.heart_hh - 0.03)), 0.02)  # aortic knob
-    mw = 0.075 + 0.04 * _ramp(y - a.apex_y - 0.15, 0.3)  # upper mediastinum widens downwards
-    mediastinum = _ramp(mw - np.abs(x - 0.01), 0.03) * _ramp(a.heart_cy - y, 0.1)
+    knob = _ramp(0.05 - _dist(x - 0.09, y - (hcy - a.heart_hh - 0.03)), 0.02)  # aortic knob
+    mw = 0.08 + 0.07 * _ramp(y - a.apex_y - 0.25, 0.4)  # upper mediastinum widens downwards
+    mediastinum = _ramp(mw - np.abs(x - 0.01), 0.03) * _ramp(hcy - 0.05 - y, 0.1)  # narrower than any heart
     trachea = _ramp(0.022 - ax, 0.01) * _ramp(-0.22 - y, 0.05)
-    air = 0.62 * lung_depth * (1.0 - 0.95 * np.maximum(heart, mediastinum))
-    hila = np.exp(-_dist(ax - 0.16, y - (a.heart_cy - a.heart_hh + 0.02)) / 0.16)  # vessels fan out
+    air = 0.52 * lung_depth * (1.0 - 0.95 * np.maximum(heart, mediastinum))
+    hila = np.exp(-_dist(ax - 0.16, y - (hcy - a.heart_hh + 0.02)) / 0.16)  # vessels fan out
     bubble = _ramp(a.bubble - _dist((x - 0.30) * 0.7, y - (dome + a.bubble + 0.03)), 0.02) * (x > 0)
     above = _ramp(dome - y, 0.03)  # below the domes the heart merges with the abdomen
     soft = (soft - air + 0.10 * heart_thick * above + 0.12 * np.maximum(mediastinum, knob)
             - 0.25 * trachea - 0.35 * bubble)
     soft += 0.05 * smooth_noise(rng, size, 10)
-    soft += lung * (0.12 * hila + (0.015 + 0.05 * hila) * smooth_noise(rng, size, 48))
+    soft += lung * (0.12 * hila + (0.02 + 0.06 * hila) * smooth_noise(rng, size, 48))
 
     # Bones: spine, posterior and anterior ribs, clavicles.
     vert = 0.8 + 0.2 * np.cos(np.pi * (y - a.apex_y) / 0.045) ** 2  # discs darker

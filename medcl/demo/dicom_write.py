@@ -64,7 +64,8 @@ def build_dataset(pixels: np.ndarray, spec: DicomSpec) -> Dataset:
     slope, intercept = spec.rescale
     real = stored.astype(np.float64) * slope + intercept
     r0, c0 = real.shape[0] // 5, real.shape[1] // 5
-    lo, hi = np.percentile(real[r0:-r0, c0:-c0], [1.0, 99.0])  # window on the central 60%
+    lo, hi = np.percentile(real[r0:-r0, c0:-c0], [1.0, 99.8])  # central 60% of the image
+    lo -= 0.3 * (hi - lo)  # keep the lungs grey rather than black
     rows, cols = stored.shape
     spacing = FIELD_OF_VIEW_MM / cols
 
