@@ -79,7 +79,6 @@ cuda-check:
 # A wheel for the installed torch/CUDA, with a local version tag such as +pt213cpu or +pt211cu130.
 wheel: venv
 	rm -rf dist/raw && $(PIP) wheel -q --no-build-isolation --no-deps -w dist/raw .
-	$(PY) -m wheel tags --help >/dev/null
 	@set -e; tag=$$($(PY) -c "import torch;v=torch.__version__.split('+')[0].split('.');c=torch.version.cuda;print('pt'+v[0]+v[1]+('cu'+c.replace('.','') if c else 'cpu'))"); \
 	whl=$$(ls dist/raw/medcl-*.whl); ver=$$(basename $$whl | cut -d- -f2); \
 	rm -rf dist/unpack && $(PY) -m wheel unpack -d dist/unpack $$whl >/dev/null; \
