@@ -29,7 +29,8 @@ from medcl.errors import ConfigError, MedclError
 
 Progress = Callable[[int, int, str], None]  # (done, total, stage)
 
-LIMITS = {"n": (20, 1_000_000), "snps": (100, 10_000_000), "size": (64, 4096)}
+LIMITS = {"n": (20, 200_000), "snps": (100, 200_000), "size": (64, 4096)}
+MAX_CALLS = 500_000_000  # n * snps: the genotype matrix is held in memory
 PLINK_PREFIX = "genotypes/demo"
 
 
@@ -64,6 +65,9 @@ def _check_args(n: int, snps: int, size: int, seed: int) -> None:
         lo, hi = LIMITS[name]
         if not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
             raise ConfigError(f"demo {name}={value!r} is out of range", fix=f"use {lo} <= {name} <= {hi}")
+    if n * snps > MAX_CALLS:
+        raise ConfigError(f"demo n x snps = {n * snps} genotype calls is too many for memory",
+                          fix=f"keep n * snps <= {MAX_CALLS}")
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ConfigError(f"demo seed={seed!r} must be a non-negative integer")
 

@@ -16,6 +16,7 @@ from statistics import NormalDist
 import numpy as np
 
 _BASES = np.array(list("ACGT"))
+_CHUNK_ELEMENTS = 1 << 23  # latent normals drawn at once (64 MiB of float64)
 
 
 @dataclass(frozen=True)
@@ -85,14 +86,19 @@ def simulate_genotypes(rng: np.random.Generator, n: int, m: int, cfg: GeneticsCo
     maf = rng.uniform(cfg.maf_min, cfg.maf_max, size=m)  # (M,)
     thresh = np.array([NormalDist().inv_cdf(p) for p in maf])  # (M,) P(z < t) = maf
 
-    noise = rng.standard_normal((m, 2 * n))  # (M, 2N) innovations, SNP-major
-    z = np.empty_like(noise)
-    z[0] = noise[0]
     scale = np.sqrt(1.0 - rho**2)
-    for j in range(1, m):  # AR(1) along the chromosome; rho=0 restarts a block
-        z[j] = rho[j] * z[j - 1] + scale[j] * noise[j]
-    hap = z < thresh[:, None]  # (M, 2N) carries the minor allele
-    dosage = (hap[:, :n].astype(np.int8) + hap[:, n:]).T.copy()  # (N, M)
+    dosage = np.empty((n, m), dtype=np.int8)
+    step = max(1, _CHUNK_ELEMENTS // m)  # individuals per chunk: bounded memory, same draws for same (n, m)
+    for i0 in range(0, n, step):
+        k = min(step, n - i0)
+        noise = rng.standard_normal((m, 2 * k))  # (M, 2K) innovations, SNP-major
+        z = noise[0]
+        hap = np.empty((m, 2 * k), dtype=bool)
+        hap[0] = z < thresh[0]
+        for j in range(1, m):  # AR(1) along the chromosome; rho=0 restarts a block
+            z = rho[j] * z + scale[j] * noise[j]
+            hap[j] = z < thresh[j]  # carries the minor allele
+        dosage[i0:i0 + k] = (hap[:, :k].astype(np.int8) + hap[:, k:]).T  # (K, M)
 
     # Positions: ~2 kb apart inside a block, ~60 kb between blocks, from 1 Mb.
     gap = np.where(block, rng.integers(30_000, 90_000, m), rng.integers(500, 4_000, m))
