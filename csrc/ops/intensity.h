@@ -30,6 +30,22 @@ inline void check_intensity_args(const at::Tensor& pixels, const at::Tensor& par
   }
 }
 
+// Checked, contiguous arguments and the allocated output of one medcl::intensity call.
+struct IntensityCall {
+  at::Tensor pixels, params, function, invert, out;
+  int64_t B, N;  // images, pixels per image
+};
+
+inline IntensityCall prepare_intensity(const at::Tensor& pixels, const at::Tensor& params,
+                                       const at::Tensor& function, const at::Tensor& invert,
+                                       at::ScalarType dtype) {
+  check_intensity_args(pixels, params, function, invert, dtype);
+  const int64_t B = pixels.size(0);
+  return {pixels.contiguous(), params.contiguous(), function.contiguous(), invert.contiguous(),
+          at::empty(pixels.sizes(), pixels.options().dtype(dtype)), B,
+          B == 0 ? 0 : pixels.numel() / B};
+}
+
 }  // namespace medcl
 
 // Every integer pixel type the kernels take (uint16 is what 16-bit DICOM stores).

@@ -34,26 +34,21 @@ void intensity_cpu_impl(const In* px, const double* params, const int32_t* funct
 at::Tensor intensity_cpu(const at::Tensor& pixels, const at::Tensor& params,
                          const at::Tensor& function, const at::Tensor& invert,
                          at::ScalarType dtype) {
-  check_intensity_args(pixels, params, function, invert, dtype);
-  const auto px = pixels.contiguous();
-  const auto pr = params.contiguous();
-  const auto fn = function.contiguous();
-  const auto inv = invert.contiguous();
-  auto out = at::empty(pixels.sizes(), pixels.options().dtype(dtype));
-  const int64_t B = pixels.size(0);
-  const int64_t N = B == 0 ? 0 : pixels.numel() / B;
-  if (out.numel() == 0) return out;
-  MEDCL_DISPATCH_PIXEL_TYPES(px.scalar_type(), "medcl::intensity", [&] {
+  auto c = prepare_intensity(pixels, params, function, invert, dtype);
+  if (c.out.numel() == 0) return c.out;
+  MEDCL_DISPATCH_PIXEL_TYPES(c.pixels.scalar_type(), "medcl::intensity", [&] {
     using In = scalar_t;
+    const In* px = c.pixels.data_ptr<In>();
+    const double* pr = c.params.data_ptr<double>();
+    const int32_t* fn = c.function.data_ptr<int32_t>();
+    const bool* inv = c.invert.data_ptr<bool>();
     if (dtype == at::kFloat) {
-      intensity_cpu_impl<In, float>(px.data_ptr<In>(), pr.data_ptr<double>(), fn.data_ptr<int32_t>(),
-                                    inv.data_ptr<bool>(), out.data_ptr<float>(), B, N);
+      intensity_cpu_impl<In, float>(px, pr, fn, inv, c.out.data_ptr<float>(), c.B, c.N);
     } else {
-      intensity_cpu_impl<In, double>(px.data_ptr<In>(), pr.data_ptr<double>(), fn.data_ptr<int32_t>(),
-                                     inv.data_ptr<bool>(), out.data_ptr<double>(), B, N);
+      intensity_cpu_impl<In, double>(px, pr, fn, inv, c.out.data_ptr<double>(), c.B, c.N);
     }
   });
-  return out;
+  return c.out;
 }
 
 }  // namespace
