@@ -153,7 +153,7 @@ def attenuation(size: int, a: Anatomy, pose: Pose, rng: np.random.Generator
     heart_thick = heart * (0.7 + 0.3 * np.sqrt(np.clip(1.0 - r * r, 0.0, 1.0)))
     knob = _ramp(0.05 - _dist(x - 0.09, y - (hcy - a.heart_hh - 0.03)), 0.02)  # aortic knob
     mw = 0.08 + 0.07 * _ramp(y - a.apex_y - 0.25, 0.4)  # upper mediastinum widens downwards
-    mediastinum = _ramp(mw - np.abs(x - 0.01), 0.03) * _ramp(hcy - 0.05 - y, 0.1)  # narrower than any heart
+    mediastinum = _ramp(mw - np.abs(x - 0.01), 0.03) * _ramp(hcy - 0.05 - y, 0.1)  # gone by the widest row
     trachea = _ramp(0.022 - ax, 0.01) * _ramp(-0.22 - y, 0.05)
     air = 0.52 * lung_depth * (1.0 - 0.95 * np.maximum(heart, mediastinum))
     hila = np.exp(-_dist(ax - 0.16, y - (hcy - a.heart_hh + 0.02)) / 0.16)  # vessels fan out
