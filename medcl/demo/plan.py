@@ -103,8 +103,9 @@ def make_plan(n: int, snps: int, seed: int, cfg: DemoConfig) -> CohortPlan:
     prs[_choose(rng, geno_idx, round(cfg.frac_prs_missing * geno_idx.size))] = np.nan
     prs[~genotyped] = np.nan
 
-    ctr = np.clip(cfg.ctr_mean + cfg.ctr_sd * traits.trait1, *cfg.ctr_range)
-    bone = np.clip(1.0 + cfg.bone_sd * traits.trait2, *cfg.bone_range)
+    # rounded as written to labels.csv, so cardiomegaly = (ctr > threshold) holds in the file too
+    ctr = np.round(np.clip(cfg.ctr_mean + cfg.ctr_sd * traits.trait1, *cfg.ctr_range), 4)
+    bone = np.round(np.clip(1.0 + cfg.bone_sd * traits.trait2, *cfg.bone_range), 4)
     return CohortPlan(fid=fid, iid=iid, split=split.astype(str), imaged=~no_image, genotyped=genotyped,
                       visits=visits, geno=geno, observed=observed, traits=traits, prs=prs, ctr=ctr,
                       bone_density=bone, cardiomegaly=ctr > cfg.cardiomegaly_ctr)
