@@ -25,11 +25,13 @@ class Progress:
 
     bar: None → a tqdm bar iff stderr is a terminal and tqdm is installed.
     every_s: the least time between two log lines when there is no bar.
+    every_n: when set, a log line every ``every_n`` units of progress instead (training steps).
     """
 
-    def __init__(self, stage: str, total: int, *, bar: bool | None = None, every_s: float = 10.0):
-        self.stage, self.total, self.every_s = stage, max(int(total), 0), every_s
-        self.done = 0
+    def __init__(self, stage: str, total: int, *, bar: bool | None = None, every_s: float = 10.0,
+                 every_n: int | None = None, start: int = 0):
+        self.stage, self.total, self.every_s, self.every_n = stage, max(int(total), 0), every_s, every_n
+        self.done = self._start = self._last_n = int(start)
         self._t0 = self._last = time.monotonic()
         self._bar = None
         if bar is None:
@@ -37,26 +39,35 @@ class Progress:
         if bar:
             try:
                 from tqdm import tqdm
-                self._bar = tqdm(total=self.total, desc=stage, unit="it", leave=False, dynamic_ncols=True)
+                self._bar = tqdm(total=self.total, initial=self.done, desc=stage, unit="it", leave=False,
+                                 dynamic_ncols=True)
             except ImportError:
                 self._bar = None
 
-    def update(self, done: int, total: int | None = None) -> None:
+    def update(self, done: int, total: int | None = None, postfix: str = "") -> None:
+        """Progress is now ``done``; ``postfix`` (e.g. "loss 0.31 lr 1e-3") goes on the bar or line."""
         if total is not None and total != self.total:
             self.total = int(total)
             if self._bar is not None:
                 self._bar.total = self.total
         if self._bar is not None:
             self._bar.update(done - self.done)
+            if postfix:
+                self._bar.set_postfix_str(postfix, refresh=False)
             self.done = done
             return
         self.done = done
         now = time.monotonic()
-        if now - self._last >= self.every_s and 0 < done < self.total:
-            self._last = now
-            rate = done / max(now - self._t0, 1e-9)
-            log.info("%s %d/%d (%d%%) %.1f/s ETA %s", self.stage, done, self.total,
-                     100 * done // max(self.total, 1), rate, _eta((self.total - done) / max(rate, 1e-9)))
+        if self.every_n is not None:
+            due = done - self._last_n >= self.every_n or done == self.total
+        else:
+            due = now - self._last >= self.every_s and 0 < done < self.total
+        if due and done > self._start:
+            self._last, self._last_n = now, done
+            rate = (done - self._start) / max(now - self._t0, 1e-9)
+            log.info("%s %d/%d (%d%%)%s %.2f/s ETA %s", self.stage, done, self.total,
+                     100 * done // max(self.total, 1), f" {postfix}" if postfix else "", rate,
+                     _eta((self.total - done) / max(rate, 1e-9)))
 
     def close(self) -> float:
         """Ends the stage; returns its seconds."""

@@ -1,0 +1,277 @@
+"""The training loop shared by every method: AdamW + warmup-cosine, gradient accumulation,
+bf16 autocast on GPU, clipping, DDP, non-finite-step skipping, preemption, exact resume.
+
+A *method* is an ``nn.Module`` whose ``forward(batch)`` returns a dict of scalar losses with
+the total under ``"loss"`` (other entries are logged). The data come from
+``batches(epoch, start)``, which must yield the same micro-batches for the same (epoch, start)
+on every call (a seeded, resumable sampler), so a resumed run sees exactly the data the
+uninterrupted run would have.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import torch
+from torch import nn
+
+from medcl.errors import MedclError
+from medcl.progress import Progress
+from medcl.train import checkpoint as ckpt
+from medcl.train import distributed as D
+from medcl.train.metrics import MetricsWriter
+from medcl.train.optim import build_optimizer, build_scheduler
+from medcl.train.signals import Preempted, StopFlag
+
+log = logging.getLogger("medcl")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10              # passes over the training split
+    lr: float = 1e-3              # peak learning rate, reached after warmup
+    weight_decay: float = 1e-4    # AdamW decoupled weight decay (none on norms and biases)
+    warmup_epochs: float = 1.0    # linear warmup length, in epochs
+    min_lr_ratio: float = 0.0     # final lr as a fraction of the peak (cosine decay)
+    accumulate: int = 1           # micro-batches per optimizer step
+    clip_grad: float = 1.0        # max global gradient L2 norm; 0 disables clipping
+    precision: str = "auto"       # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp16 | fp32
+    seed: int = 0                 # base seed; rank r seeds with seed + r
+    log_every: int = 10           # optimizer steps between metrics rows / log lines
+    checkpoint_every: int = 0     # optimizer steps between checkpoints; 0 = end of each epoch only
+    keep_checkpoints: int = 2     # step-N.pt files kept (last.pt besides)
+    max_nonfinite: int = 5        # consecutive skipped (non-finite) steps before aborting
+
+
+@dataclass
+class TrainResult:
+    steps: int                                    # optimizer steps done in total
+    epochs: int                                   # epochs completed
+    checkpoint: Path | None                       # the last checkpoint written
+    history: list[dict] = field(default_factory=list)  # validation metrics per epoch
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    import numpy as np
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    def __init__(self, method: nn.Module, cfg: TrainConfig, run_dir: Path, *, device: torch.device,
+                 batches: Callable[[int, int], Iterable], micro_batches_per_epoch: int,
+                 validate: Callable[[nn.Module, int], dict] | None = None,
+                 batch_size: Callable[[object], int] = lambda b: len(b["index"]),
+                 extra_state: dict | None = None):
+        self.cfg, self.device = cfg, device
+        self.run_dir = Path(run_dir)
+        self.info = D.detect() if D.world_size() > 1 else D.DistInfo()
+        self.batches, self.validate, self.batch_size = batches, validate, batch_size
+        self.extra_state = extra_state or {}
+        if micro_batches_per_epoch < cfg.accumulate:
+            raise MedclError(f"only {micro_batches_per_epoch} batch(es) per epoch for accumulate={cfg.accumulate}",
+                             fix="use a smaller --batch-size or --accumulate, or more data")
+        self.steps_per_epoch = micro_batches_per_epoch // cfg.accumulate
+        self.micro_per_epoch = self.steps_per_epoch * cfg.accumulate  # a trailing partial window is dropped
+        self.total_steps = cfg.epochs * self.steps_per_epoch
+        self.method = method.to(device)
+        self.model = method
+        if self.info.distributed:
+            ids = [device.index or 0] if device.type == "cuda" else None
+            self.model = nn.parallel.DistributedDataParallel(method, device_ids=ids)
+        self.optimizer = build_optimizer(method, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.scheduler = build_scheduler(self.optimizer, total_steps=self.total_steps,
+                                         warmup_steps=round(cfg.warmup_epochs * self.steps_per_epoch),
+                                         min_ratio=cfg.min_lr_ratio)
+        self.amp_dtype = self._amp_dtype()
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
+        self.step = self.epoch = self.position = self.nonfinite_streak = 0
+        self.last_checkpoint: Path | None = None
+        self.history: list[dict] = []
+
+    # -- set-up --------------------------------------------------------------------------------
+    def _amp_dtype(self):
+        p = self.cfg.precision
+        if p == "auto":
+            p = "bf16" if self.device.type == "cuda" else "fp32"
+        if p not in ("bf16", "fp16", "fp32"):
+            raise MedclError(f"precision must be auto, bf16, fp16 or fp32, not {p!r}")
+        if p != "fp32" and self.device.type != "cuda":
+            raise MedclError(f"precision {p} needs a CUDA device", fix="use --precision fp32 on CPU")
+        return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[p]
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    # -- state ---------------------------------------------------------------------------------
+    def state(self) -> dict:
+        return {"step": self.step, "epoch": self.epoch, "position": self.position,
+                "nonfinite_streak": self.nonfinite_streak, "world_size": self.info.world_size,
+                "model": self.method.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                "rng": D.all_gather_object(ckpt.rng_state()), "train_config": asdict(self.cfg),
+                "history": self.history, **self.extra_state}
+
+    def save(self) -> Path:
+        state = self.state()  # every rank joins the RNG gather
+        if self.info.is_main:
+            self.last_checkpoint = ckpt.save_checkpoint(state, self.checkpoint_dir, self.step,
+                                                        keep=self.cfg.keep_checkpoints)
+        D.barrier()
+        return self.checkpoint_dir / f"step-{self.step}.pt"
+
+    def restore(self, resume: str | Path) -> None:
+        if str(resume) == "auto":
+            found = ckpt.load_latest(self.checkpoint_dir)
+            if found is None:
+                log.info("no checkpoint in %s: starting from scratch", self.checkpoint_dir)
+                return
+            state, path = found
+        else:
+            path = Path(resume)
+            state = ckpt.load(path)
+        self.method.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.step, self.epoch, self.position = state["step"], state["epoch"], state["position"]
+        self.nonfinite_streak = state.get("nonfinite_streak", 0)
+        self.history = list(state.get("history", []))
+        rngs = state.get("rng") or []
+        if len(rngs) == self.info.world_size:
+            ckpt.set_rng_state(rngs[self.info.rank])
+        else:
+            log.warning("checkpoint was written by %d process(es), this run has %d: RNG states re-seeded",
+                        len(rngs), self.info.world_size)
+        self.last_checkpoint = path
+        if self.info.is_main:
+            log.info("resumed from %s at step %d (epoch %d, batch %d)", path, self.step, self.epoch, self.position)
+
+    # -- the loop ------------------------------------------------------------------------------
+    def fit(self, resume: str | Path | None = None) -> TrainResult:
+        cfg = self.cfg
+        seed_everything(cfg.seed + self.info.rank)
+        if resume:
+            self.restore(resume)
+        metrics = MetricsWriter(self.run_dir, enabled=self.info.is_main,
+                                resume_step=self.step if resume else None)
+        progress = Progress("train", self.total_steps, every_n=cfg.log_every, start=self.step,
+                            bar=None if self.info.is_main else False)
+        sums: dict[str, float] = {}
+        n_sums, samples, t_window = 0, 0, time.monotonic()
+        stopping: int | None = None
+        window_bad = False  # a micro-batch of the current accumulation window was non-finite
+        try:
+            with StopFlag() as stop:
+                while self.epoch < cfg.epochs:
+                    self.model.train()
+                    for i, batch in enumerate(self.batches(self.epoch, self.position), start=self.position):
+                        if i >= self.micro_per_epoch:
+                            break
+                        sync = (i + 1) % cfg.accumulate == 0
+                        out = self._forward(batch)
+                        loss = out["loss"]
+                        bad, asked = D.any_rank(not bool(torch.isfinite(loss.detach())), stop.requested,
+                                                device=loss.device)
+                        if asked and stopping is None:
+                            stopping = stop.signum or 15
+                        if bad:  # every rank agrees: drop this window's gradients, skip its step
+                            window_bad = True
+                            self.optimizer.zero_grad(set_to_none=True)
+                        elif not window_bad:
+                            ctx = self.model.no_sync() if (self.info.distributed and not sync) else contextlib.nullcontext()
+                            with ctx:
+                                self.scaler.scale(loss / cfg.accumulate).backward()
+                            for k, v in out.items():
+                                sums[k] = sums.get(k, 0.0) + float(v.detach())
+                            n_sums += 1
+                            samples += self.batch_size(batch) * self.info.world_size
+                        self.position = i + 1
+                        if not sync:
+                            continue
+                        stepped = False
+                        if window_bad:
+                            self._skip("non-finite loss")
+                        elif self._optimizer_step():
+                            self.step += 1
+                            self.nonfinite_streak = 0
+                            stepped = True
+                        window_bad = False
+                        if stepped and self.step % cfg.log_every == 0 and n_sums:
+                            now = time.monotonic()
+                            row = {k: v / n_sums for k, v in sums.items()}
+                            row["lr"] = self.optimizer.param_groups[0]["lr"]
+                            row["samples_per_s"] = samples / max(now - t_window, 1e-9)
+                            metrics.log(self.step, self.epoch, row)
+                            progress.update(self.step, postfix=f"epoch {self.epoch} loss {row['loss']:.4f} "
+                                                               f"lr {row['lr']:.2e} {row['samples_per_s']:.1f} samples/s")
+                            sums, n_sums, samples, t_window = {}, 0, 0, now
+                        if stepped and cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                            self.save()
+                        if stopping is not None:
+                            path = self.save()
+                            raise Preempted(path, stopping)
+                    self.epoch, self.position = self.epoch + 1, 0
+                    if self.validate is not None and self.info.is_main:
+                        self.model.eval()
+                        with torch.no_grad():
+                            val = self.validate(self.method, self.epoch)
+                        self.history.append({"epoch": self.epoch, "step": self.step, **val})
+                        metrics.log(self.step, self.epoch, val)
+                        log.info("epoch %d validation: %s", self.epoch,
+                                 ", ".join(f"{k} {v:.4g}" for k, v in val.items()))
+                    D.barrier()
+                    self.save()
+        finally:
+            progress.close()
+            metrics.close()
+        return TrainResult(self.step, self.epoch, self.last_checkpoint, self.history)
+
+    def _forward(self, batch) -> dict:
+        with self._autocast():
+            out = self.model(batch)
+        if not isinstance(out, dict) or "loss" not in out:
+            raise TypeError("a method's forward must return a dict with the total under 'loss'")
+        return out
+
+    def _skip(self, why: str) -> None:
+        """Skips this optimizer step on every rank (they all agreed it is bad)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self.nonfinite_streak += 1
+        if self.info.is_main:
+            log.warning("step %d skipped: %s (%d in a row)", self.step + 1, why, self.nonfinite_streak)
+        if self.nonfinite_streak >= self.cfg.max_nonfinite:
+            raise MedclError(
+                f"training diverged: {self.nonfinite_streak} steps in a row had a {why}",
+                fix="lower --lr, raise --warmup-epochs, check the inputs (bad_samples.csv), "
+                    "or use --precision fp32")
+
+    def _optimizer_step(self) -> bool:
+        """Unscale, clip, step; returns False (and skips) when the gradient is not finite."""
+        self.scaler.unscale_(self.optimizer)
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        max_norm = self.cfg.clip_grad if self.cfg.clip_grad > 0 else math.inf
+        norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+        if not torch.isfinite(norm):  # identical on every rank: DDP has averaged the gradients
+            self.scaler.update()
+            self._skip("non-finite gradient")
+            return False
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return True
