@@ -1,0 +1,175 @@
+"""Datasets over a cohort's images, and the collate function that drops bad samples.
+
+``ContigDataset`` yields one augmented view of an image with its person's genetics; the
+randomness of item i comes from a generator seeded by (seed, epoch, image row), so a resumed
+run sees exactly the data an uninterrupted one would. ``ImageDataset`` yields eval-transformed
+images for embedding and fine-tuning. An image that cannot be read comes back as a
+:class:`~medcl.data.bad_samples.Skipped` marker; :func:`collate` drops it and the loader
+(:func:`~medcl.data.sampler.make_loader`) logs it to bad_samples.csv.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from medcl.data.augment import AugmentConfig, augment, eval_transform
+from medcl.data.bad_samples import BadSampleLog, Skipped, display_path, reason_of
+from medcl.data.cohort import Cohort
+from medcl.data.sampler import Loader, ResumableBatchSampler, make_loader, mix_seed
+from medcl.errors import ConfigError, DicomError
+
+__all__ = ["ContigDataset", "ImageDataset", "collate", "make_loader", "Loader", "ResumableBatchSampler"]
+
+
+def load_image(path: str, root, index: int, epoch: int):
+    """(H, W) float32 in [0, 1] from a DICOM file, or a Skipped marker when it cannot be read."""
+    from medcl.io.dicom import read_image
+
+    try:
+        img = read_image(path)
+        if img.dim() == 3:
+            if img.shape[0] != 1:
+                raise DicomError(f"has {img.shape[0]} frames; one image per file is expected", path=path,
+                                 fix="list single-frame images in the manifest")
+            img = img[0]
+        return img
+    except MemoryError:
+        raise
+    except Exception as exc:  # any decode failure skips the sample; the reason never quotes header values
+        return Skipped(index=int(index), path=display_path(path, root), reason=reason_of(exc), epoch=int(epoch))
+
+
+def _key(key, default_epoch: int) -> tuple:
+    """(epoch, i) from a sampler key: an int, or an (epoch, int) pair."""
+    if isinstance(key, (tuple, list)):
+        return int(key[0]), int(key[1])
+    return int(default_epoch), int(key)
+
+
+class ContigDataset(Dataset):
+    """Images of one split, each with the genetics of its person.
+
+    Item: {"image": (1, S, S) float32, "genetics": {m: (D_m,) float32}, "present": {m: () bool},
+           "index": image row in cohort.images, "person": row in cohort.people}
+    augment: None or AugmentConfig(enabled=False) gives the eval transform (resize only).
+    modalities: which of the cohort's genetic modalities to return (default all).
+    """
+
+    def __init__(self, cohort: Cohort, split: str | None = "train", *, image_size: int = 128,
+                 augment: AugmentConfig | None = None, seed: int = 0, modalities=None, path_column: str = "path"):
+        if image_size < 1:
+            raise ConfigError(f"image_size={image_size} must be positive")
+        mods = list(cohort.genetics) if modalities is None else list(modalities)
+        absent = [m for m in mods if m not in cohort.genetics]
+        if absent:
+            raise ConfigError(f"modality {', '.join(absent)} is not loaded in the cohort",
+                              fix=f"load it with load_cohort(modalities=...); loaded: {', '.join(cohort.genetics)}")
+        self.rows = cohort.images_in(split)  # (K,) image rows of the split
+        self.paths = cohort.images[path_column].to_numpy(dtype=object)  # (N_images,)
+        self.person = cohort.images["person"].to_numpy(dtype=np.int64)  # (N_images,)
+        self.values = {m: cohort.genetics[m].values for m in mods}  # {m: (N_people, D_m)}
+        self.present = {m: cohort.genetics[m].present for m in mods}  # {m: (N_people,)}
+        self.root = cohort.root
+        self.split, self.image_size, self.augment, self.seed = split, int(image_size), augment, int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Epoch used for keys without one (plain integer indexing)."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, key):
+        epoch, i = _key(key, self.epoch)
+        row = int(self.rows[i])
+        img = load_image(self.paths[row], self.root, row, epoch)
+        if isinstance(img, Skipped):
+            return img
+        if self.augment is not None and self.augment.enabled:
+            g = torch.Generator().manual_seed(mix_seed(self.seed, epoch, row))
+            image = augment(img, self.augment, self.image_size, g)  # (1, S, S)
+        else:
+            image = eval_transform(img, self.image_size)  # (1, S, S)
+        p = int(self.person[row])
+        return {"image": image,
+                "genetics": {m: torch.from_numpy(np.array(v[p], dtype=np.float32)) for m, v in self.values.items()},
+                "present": {m: torch.tensor(bool(v[p])) for m, v in self.present.items()},
+                "index": row, "person": p}
+
+
+class ImageDataset(Dataset):
+    """Eval-transformed images for embedding and fine-tuning.
+
+    source: a Cohort, a manifest DataFrame (as read_manifest returns), or a manifest path.
+    Item: {"image": (1, S, S) float32, "index": row in ``self.frame``} (+ "person" for a Cohort).
+    split: keep only the images of that split (needs a split column).
+    """
+
+    def __init__(self, source, image_size: int = 128, *, split: str | None = None, path_column: str = "path"):
+        root = None
+        if isinstance(source, Cohort):
+            frame, root = source.images, source.root
+        elif isinstance(source, pd.DataFrame):
+            frame = source.reset_index(drop=True)
+        else:
+            from medcl.io.tables import read_manifest
+            frame = read_manifest(source)
+            root = Path(os.fspath(source)).resolve().parent
+        if split is not None:
+            if "split" not in frame.columns:
+                raise ConfigError(f"split={split!r} asked for, but the manifest has no split column")
+            self.rows = np.flatnonzero(frame["split"].to_numpy() == split)
+        else:
+            self.rows = np.arange(len(frame))
+        self.frame, self.root, self.image_size = frame, root, int(image_size)
+        self.paths = frame[path_column].to_numpy(dtype=object)
+        self.person = frame["person"].to_numpy(dtype=np.int64) if "person" in frame.columns else None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, key):
+        epoch, i = _key(key, 0)
+        row = int(self.rows[i])
+        img = load_image(self.paths[row], self.root, row, epoch)
+        if isinstance(img, Skipped):
+            return img
+        item = {"image": eval_transform(img, self.image_size), "index": row}  # image (1, S, S)
+        if self.person is not None:
+            item["person"] = int(self.person[row])
+        return item
+
+
+def _stack(values: list):
+    first = values[0]
+    if isinstance(first, dict):
+        return {k: _stack([v[k] for v in values]) for k in first}
+    if isinstance(first, torch.Tensor):
+        return torch.stack(values)
+    return torch.as_tensor(values)
+
+
+def collate(items: list, bad_log: BadSampleLog | None = None) -> dict:
+    """Stack items into a batch, dropping Skipped markers and Nones.
+
+    Returns {"image": (B, 1, S, S), "genetics": {m: (B, D_m)}, "present": {m: (B,) bool},
+    "index": (B,) int64, "person": (B,) int64, "n": B, "skipped": [Skipped], "seen": count of
+    items}; with ``bad_log`` (main process only) the skipped ones are recorded there and the
+    "skipped"/"seen" keys removed. A batch whose every item failed is {"n": 0, ...} alone.
+    """
+    skipped = [it for it in items if isinstance(it, Skipped)]
+    good = [it for it in items if it is not None and not isinstance(it, Skipped)]
+    seen = len(skipped) + len(good)
+    batch = _stack(good) if good else {}
+    batch["n"] = len(good)
+    if bad_log is not None:
+        bad_log.record(skipped, seen)
+    else:
+        batch["skipped"], batch["seen"] = skipped, seen
+    return batch
