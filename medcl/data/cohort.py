@@ -37,7 +37,7 @@ class Cohort:
 
     people: pd.DataFrame  # one row per individual: FID, IID, split (sorted by FID, IID)
     images: pd.DataFrame  # manifest rows (one per image) + ``person`` (row index into people) + ``manifest_row``
-    genetics: dict  # {modality: GeneticsTable}, rows aligned with ``people``
+    genetics: dict[str, GeneticsTable]  # {modality: table}, rows aligned with ``people``
     root: Path | None = None  # the manifest's folder (bad-sample paths are written relative to it)
     counted_allele: str = "a1"  # the allele the snp values count
     aggregate: str = "outer"  # "outer": everyone, with masks; "inner": only people with every modality

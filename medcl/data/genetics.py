@@ -149,6 +149,15 @@ def _standardise(x: np.ndarray, mean, std) -> np.ndarray:
     return out.astype(np.float32)
 
 
+def _blockwise(out: np.ndarray, matrix: np.ndarray, present: np.ndarray, have: np.ndarray, fn,
+               block: int = 4096) -> None:
+    """out[present] = fn(matrix[have]), a block of people at a time (float64 temporaries stay
+    (block, D) instead of (N, D))."""
+    where = np.flatnonzero(present)  # (K,) people rows, aligned with ``have``
+    for lo in range(0, len(where), block):
+        out[where[lo:lo + block]] = fn(matrix[have[lo:lo + block]])
+
+
 def build_table(src: GeneticsSource, train: np.ndarray, *, stats: dict | None = None) -> GeneticsTable:
     """Fit statistics on the present training people (``train``: (N_people,) bool), or apply
     ``stats`` saved earlier, and standardise every present person. Absent people get zeros."""
@@ -169,7 +178,7 @@ def build_table(src: GeneticsSource, train: np.ndarray, *, stats: dict | None = 
             except PlinkError as exc:
                 raise ConfigError(f"saved snp statistics: {exc}") from None
             gs.check_compatible(g)
-        out[src.present] = gs.transform(src.matrix[have])
+        _blockwise(out, src.matrix, src.present, have, gs.transform)
         record = gs.to_dict() | {"modality": "snp", "columns": list(src.columns), "source": src.origin}
         return GeneticsTable("snp", out, src.present.copy(), record)
     if stats is None:
@@ -177,5 +186,5 @@ def build_table(src: GeneticsSource, train: np.ndarray, *, stats: dict | None = 
     else:
         _check_table_stats(src, stats)
         stats = dict(stats)
-    out[src.present] = _standardise(src.matrix[have], stats["mean"], stats["std"])
+    _blockwise(out, src.matrix, src.present, have, lambda x: _standardise(x, stats["mean"], stats["std"]))
     return GeneticsTable(src.name, out, src.present.copy(), stats)

@@ -18,8 +18,8 @@ ALL = ("snp", "prs", "burden")
 
 def _load(paths, manifest=None, **kw):
     kw.setdefault("modalities", ALL)
-    return load_cohort(paths["manifest"] if manifest is None else manifest, genotypes=kw.pop("genotypes", paths["plink"]),
-                       prs=kw.pop("prs", paths["prs"]), burden=kw.pop("burden", paths["burden"]), **kw)
+    return load_cohort(paths["manifest"] if manifest is None else manifest,
+                       genotypes=kw.pop("genotypes", paths["plink"]), prs=kw.pop("prs", paths["prs"]), burden=kw.pop("burden", paths["burden"]), **kw)
 
 
 def _by_id(cohort, modality):
