@@ -1,0 +1,4 @@
+"""Losses: one per file, each an nn.Module over medcl.ops."""
+from medcl.losses.contig import ContigLoss, ContigLossConfig
+
+__all__ = ["ContigLoss", "ContigLossConfig"]
