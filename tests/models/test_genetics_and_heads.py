@@ -87,7 +87,8 @@ def test_encoder_gradients_and_eval_determinism(gen, hidden_layers):
         torch.testing.assert_close(enc(x[:1])[0], enc(x)[0], rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("kwargs,match", [(dict(in_dim=0), "in_dim"), (dict(in_dim=4, hidden_layers=3), "hidden_layers"),
+@pytest.mark.parametrize("kwargs,match", [(dict(in_dim=0), "in_dim"),
+                                          (dict(in_dim=4, hidden_layers=3), "hidden_layers"),
                                           (dict(in_dim=4, hidden_layers=1, hidden=0), "hidden")])
 def test_encoder_rejects_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -116,7 +117,8 @@ def test_head_structure_and_float64_recomputation(gen):
     x = torch.randn(4, 20, generator=gen)
     l1, bn, l2 = head.net[0], head.net[1], head.net[3]
     h = x.double() @ l1.weight.double().T
-    h = (h - bn.running_mean.double()) / (bn.running_var.double() + bn.eps).sqrt() * bn.weight.double() + bn.bias.double()
+    h = (h - bn.running_mean.double()) / (bn.running_var.double() + bn.eps).sqrt()
+    h = h * bn.weight.double() + bn.bias.double()
     want = F.relu(h) @ l2.weight.double().T + l2.bias.double()
     with torch.no_grad():
         got = head(x)
