@@ -16,6 +16,7 @@ import click
 COMMANDS = {
     "info": ("info", "Versions, build, which backend each op uses, GPUs seen."),
     "demo-data": ("demo_data", "Write the synthetic demo cohort (DICOMs, PLINK, tables) to OUT."),
+    "pretrain": ("pretrain", "Self-supervised pretraining (ContIG: images with genetics)."),
 }
 
 
@@ -102,13 +103,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("medcl: interrupted", err=True)
         code = 130
-    except Exception as exc:  # noqa: BLE001 - internal error: short message, traceback with -vv
-        if _verbosity >= 2:
+    except Exception as exc:  # noqa: BLE001
+        if isinstance(getattr(exc, "exit_code", None), int):  # carries its own code (preemption: 143)
+            click.echo(f"medcl: {exc}", err=True)
+            return _finish(exc.exit_code, argv)
+        if _verbosity >= 2:  # internal error: short message, traceback with -vv
             import traceback
             traceback.print_exc()
         click.echo(f"medcl: internal error: {type(exc).__name__}: {exc} (run with -vv for the traceback)",
                    err=True)
         code = 1
+    return _finish(code, argv)
+
+
+def _finish(code: int, argv) -> int:
     if argv is None:
         sys.exit(code)
     return code

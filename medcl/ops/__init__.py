@@ -3,4 +3,4 @@ reference beside it (see medcl/_extension.py for how the backend is chosen)."""
 from medcl.ops.contrastive import contrastive_loss, contrastive_loss_reference
 from medcl.ops.intensity import intensity, intensity_reference
 
-__all__ = ["intensity", "intensity_reference"]
+__all__ = ["contrastive_loss", "contrastive_loss_reference", "intensity", "intensity_reference"]

@@ -84,12 +84,21 @@ def world_size() -> int:
 
 
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
-    """(B_local, ...) on every rank -> (B_local * W, ...) in rank order, gradient flowing back
-    to each rank's slice (so negatives span the global batch). Equal B_local on every rank."""
+    """(B_r, ...) on rank r -> (sum_r B_r, ...) in rank order, the gradient flowing back to each
+    rank's own rows (so negatives span the global batch). B_r may differ between ranks (a batch
+    shortened by a skipped bad sample): rows are padded for the exchange and dropped after."""
     if world_size() == 1:
         return x
     from torch.distributed.nn.functional import all_gather
-    return torch.cat(all_gather(x.contiguous()), dim=0)
+    n = torch.tensor([x.shape[0]], device=x.device)
+    sizes = [torch.zeros_like(n) for _ in range(world_size())]
+    dist.all_gather(sizes, n)
+    sizes = [int(s) for s in sizes]
+    longest = max(sizes)
+    if longest != x.shape[0]:
+        x = torch.cat([x, x.new_zeros((longest - x.shape[0], *x.shape[1:]))])
+    parts = all_gather(x.contiguous())
+    return torch.cat([p[:s] for p, s in zip(parts, sizes)], dim=0)
 
 
 def any_rank(*flags: bool, device: torch.device | None = None) -> list[bool]:

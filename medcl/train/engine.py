@@ -85,6 +85,8 @@ class Trainer:
         self.method = method.to(device)
         self.model = method
         if self.info.distributed:
+            if device.type == "cuda":  # batch statistics over the global batch, as one process would
+                method = self.method = nn.SyncBatchNorm.convert_sync_batchnorm(method)
             ids = [device.index or 0] if device.type == "cuda" else None
             self.model = nn.parallel.DistributedDataParallel(method, device_ids=ids)
         self.optimizer = build_optimizer(method, lr=cfg.lr, weight_decay=cfg.weight_decay)

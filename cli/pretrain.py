@@ -1,0 +1,73 @@
+"""``medcl pretrain``: self-supervised pretraining (ContIG: images with genetics)."""
+from __future__ import annotations
+
+import click
+
+from medcl.cli.options import common_options
+
+
+def _csv(ctx, param, value):
+    if value is None or isinstance(value, tuple):
+        return value
+    items = tuple(v.strip() for v in str(value).split(",") if v.strip())
+    return items or None
+
+
+@click.command("pretrain")
+@click.option("--method", type=click.Choice(["contig"]), default="contig", show_default=True,
+              help="Pretraining method.")
+@click.option("--modalities", default="image,snp", show_default=True, callback=_csv,
+              help="image plus genetic modalities: snp, prs, burden (comma-separated).")
+@click.option("--data", type=click.Path(dir_okay=False), help="Manifest (FID,IID,path[,view,split]); "
+              "default: the demo cohort, generated on first use.")
+@click.option("--genotypes", help="PLINK 1 prefix (PREFIX.bed/.bim/.fam) for snp.")
+@click.option("--prs", type=click.Path(dir_okay=False), help="PRS table (FID, IID, scores) for prs.")
+@click.option("--burden", type=click.Path(dir_okay=False), help="Burden table (FID, IID, genes) for burden.")
+@click.option("--out", default="runs/contig", show_default=True, type=click.Path(file_okay=False),
+              help="Run folder (config.yaml, metrics.csv, checkpoints/, encoder.safetensors).")
+@click.option("--arch", type=click.Choice(["resnet18", "resnet34", "resnet50"]), default="resnet18",
+              show_default=True, help="Image encoder.")
+@click.option("--width", type=float, default=1.0, show_default=True, help="Channel width factor (0.25 for CPU).")
+@click.option("--image-size", type=int, default=224, show_default=True, help="Input size in pixels.")
+@click.option("--batch-size", type=int, default=64, show_default=True, help="Images per process per micro-batch.")
+@click.option("--epochs", type=int, default=10, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True, help="Peak learning rate.")
+@click.option("--weight-decay", type=float, default=1e-4, show_default=True)
+@click.option("--warmup-epochs", type=float, default=1.0, show_default=True)
+@click.option("--accumulate", type=int, default=1, show_default=True, help="Micro-batches per optimizer step.")
+@click.option("--clip-grad", type=float, default=1.0, show_default=True, help="Max gradient norm (0: off).")
+@click.option("--precision", type=click.Choice(["auto", "bf16", "fp16", "fp32"]), default="auto",
+              show_default=True, help="auto: bf16 autocast on GPU, fp32 on CPU.")
+@click.option("--temperature", type=float, default=0.1, show_default=True, help="InfoNCE temperature τ.")
+@click.option("--alpha", type=float, default=0.75, show_default=True, help="Weight of image→genetics.")
+@click.option("--aggregate", type=click.Choice(["outer", "inner"]), default="outer", show_default=True,
+              help="outer: everyone, missing modalities masked; inner: complete cases only.")
+@click.option("--snp-stride", type=int, default=1, show_default=True, help="Keep every k-th SNP.")
+@click.option("--snp-chromosomes", callback=_csv, help="Keep SNPs on these chromosomes (comma-separated).")
+@click.option("--snp-ids", type=click.Path(dir_okay=False), help="File of SNP ids to keep.")
+@click.option("--counted-allele", type=click.Choice(["a1", "a2"]), default="a1", show_default=True,
+              help="Allele the genotypes count (a1: the .bim's first allele, PLINK standard).")
+@click.option("--genetics-hidden-layers", type=click.IntRange(0, 2), default=1, show_default=True)
+@click.option("--genetics-hidden", type=int, default=2048, show_default=True)
+@click.option("--head-hidden", type=int, default=2048, show_default=True)
+@click.option("--proj-dim", type=int, default=128, show_default=True)
+@click.option("--augment/--no-augment", default=True, show_default=True)
+@click.option("--workers", type=int, default=2, show_default=True, help="DataLoader workers per process.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--log-every", type=int, default=10, show_default=True, help="Steps between log lines.")
+@click.option("--checkpoint-every", type=int, default=0, show_default=True,
+              help="Steps between checkpoints (0: end of each epoch).")
+@click.option("--resume", help="auto (newest checkpoint in OUT) or a checkpoint path.")
+@click.option("--init-from", type=click.Path(dir_okay=False), help="Start a new run from these weights.")
+@click.option("--max-bad-fraction", type=float, default=0.01, show_default=True,
+              help="Stop when more than this fraction of samples cannot be read.")
+@common_options
+def command(**opts) -> None:
+    """Pretrain an image encoder (with genetics encoders) and write OUT/encoder.safetensors.
+
+    Runs on one process, or one per GPU under torchrun or srun (DDP; negatives span the global
+    batch). SIGTERM/SIGUSR1 checkpoint and exit 143; --resume auto continues exactly.
+    """
+    from medcl.pretrain import PretrainConfig, run_pretrain
+
+    run_pretrain(PretrainConfig.from_options(**opts))

@@ -1,0 +1,214 @@
+"""Pretraining runs: data → cohort → method → Trainer → RUN/encoder.safetensors.
+
+``run_pretrain(PretrainConfig(...))`` is what `medcl pretrain` calls; it works on one process
+or under torchrun / srun (one process per GPU, DDP).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+
+from medcl.errors import ConfigError
+
+log = logging.getLogger("medcl")
+
+
+@dataclass
+class PretrainConfig:
+    method: str = "contig"             # pretraining method
+    modalities: tuple = ("image", "snp")  # image plus genetic modalities: snp, prs, burden
+    data: str | None = None            # manifest (None: the demo cohort)
+    genotypes: str | None = None       # PLINK prefix for "snp"
+    prs: str | None = None             # PRS table for "prs"
+    burden: str | None = None          # burden table for "burden"
+    out: str = "runs/contig"           # run folder
+    arch: str = "resnet18"             # image encoder: resnet18 | resnet34 | resnet50
+    width: float = 1.0                 # channel width factor of the image encoder
+    image_size: int = 224              # input size (pixels, square)
+    batch_size: int = 64               # images per process per micro-batch
+    epochs: int = 10                   # passes over the training split
+    lr: float = 1e-3                   # peak learning rate
+    weight_decay: float = 1e-4         # AdamW weight decay
+    warmup_epochs: float = 1.0         # linear warmup
+    accumulate: int = 1                # micro-batches per optimizer step
+    clip_grad: float = 1.0             # max gradient norm (0: off)
+    precision: str = "auto"            # auto | bf16 | fp16 | fp32
+    temperature: float = 0.1           # InfoNCE temperature
+    alpha: float = 0.75                # weight of image→genetics in each modality's loss
+    aggregate: str = "outer"           # outer (mask missing modalities) | inner (complete cases only)
+    snp_stride: int = 1                # keep every k-th SNP (ContIG: 100)
+    snp_chromosomes: tuple | None = None  # keep SNPs on these chromosomes
+    snp_ids: str | None = None         # file of SNP ids to keep
+    counted_allele: str = "a1"         # allele the SNP values count (PLINK: A1)
+    genetics_hidden_layers: int = 1    # hidden layers of each genetic encoder (0: identity)
+    genetics_hidden: int = 2048        # their width
+    head_hidden: int = 2048            # projection head hidden width
+    proj_dim: int = 128                # embedding size of the projections
+    augment: bool = True               # image augmentation during pretraining
+    workers: int = 2                   # DataLoader worker processes per rank
+    seed: int = 0                      # base seed
+    log_every: int = 10                # steps between log lines / metrics rows
+    checkpoint_every: int = 0          # steps between checkpoints (0: each epoch)
+    resume: str | None = None          # "auto" or a checkpoint path
+    init_from: str | None = None       # weights to start from (a new run)
+    max_bad_fraction: float = 0.01     # stop when more of the samples seen are unreadable
+    device: str = "auto"               # cpu | cuda | cuda:N | auto
+    extra: dict = field(default_factory=dict)  # anything else (kept in config.yaml)
+
+    @classmethod
+    def from_options(cls, **opts) -> "PretrainConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in opts.items() if k in names})
+
+
+def _genetic_modalities(cfg: PretrainConfig) -> tuple:
+    mods = tuple(m for m in cfg.modalities if m != "image")
+    if "image" not in cfg.modalities:
+        raise ConfigError("--modalities must include image (ContIG aligns images with genetics)")
+    bad = [m for m in mods if m not in ("snp", "prs", "burden")]
+    if bad or not mods:
+        raise ConfigError(f"--modalities {','.join(cfg.modalities)}: need image and at least one of snp, prs, burden")
+    return mods
+
+
+def resolve_data(cfg: PretrainConfig, rank: int = 0) -> PretrainConfig:
+    """Fills in the demo cohort's files when no --data is given (rank 0 generates it)."""
+    if cfg.data is not None:
+        return cfg
+    from medcl.demo.cache import demo_cohort
+    from medcl.train import distributed as D
+    root = demo_cohort(create=rank == 0)
+    D.barrier()
+    return PretrainConfig(**{**asdict(cfg), "data": str(root / "manifest.csv"),
+                             "genotypes": cfg.genotypes or str(root / "genotypes" / "demo"),
+                             "prs": cfg.prs or str(root / "prs.csv"), "burden": cfg.burden or str(root / "burden.csv")})
+
+
+def run_pretrain(cfg: PretrainConfig):
+    """Trains, checkpoints and exports; returns the Trainer's result."""
+    import yaml
+
+    from medcl.data import AugmentConfig, BadSampleLog, ContigDataset, load_cohort, make_loader
+    from medcl.io.plink import SnpSelection
+    from medcl.methods import ContigConfig, ContigMethod
+    from medcl.models import GeneticsEncoderConfig, ImageEncoderConfig
+    from medcl.train import TrainConfig, Trainer
+    from medcl.train import distributed as D
+    from medcl.train.export import export_weights, load_weights
+
+    if cfg.method != "contig":
+        raise ConfigError(f"unknown method {cfg.method!r}", fix="available: contig")
+    mods = _genetic_modalities(cfg)
+    device = _device(cfg.device)
+    info = D.init(device.type)
+    if device.type == "cuda" and info.distributed:
+        device = torch.device("cuda", info.local_rank)
+    cfg = resolve_data(cfg, info.rank)
+    run = Path(cfg.out)
+    if info.is_main:
+        _check_run_folder(run, cfg)
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "config.yaml").write_text(yaml.safe_dump(_plain(asdict(cfg)), sort_keys=False))
+    D.barrier()
+
+    snps = SnpSelection(chromosomes=list(cfg.snp_chromosomes) if cfg.snp_chromosomes else None,
+                        ids=cfg.snp_ids, stride=cfg.snp_stride)
+    cohort = load_cohort(cfg.data, genotypes=cfg.genotypes if "snp" in mods else None,
+                         prs=cfg.prs if "prs" in mods else None, burden=cfg.burden if "burden" in mods else None,
+                         snps=snps, counted_allele=cfg.counted_allele, modalities=mods,
+                         aggregate=cfg.aggregate, split_seed=cfg.seed)
+    if info.is_main:
+        log.info("%s", cohort.describe())
+    method_cfg = ContigConfig(modalities=mods, image=ImageEncoderConfig(arch=cfg.arch, width=cfg.width),
+                              genetics=GeneticsEncoderConfig(hidden_layers=cfg.genetics_hidden_layers,
+                                                             hidden=cfg.genetics_hidden),
+                              head_hidden=cfg.head_hidden, proj_dim=cfg.proj_dim,
+                              temperature=cfg.temperature, alpha=cfg.alpha)
+    dims = {m: cohort.genetics[m].dim for m in mods}
+    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+    method = ContigMethod(method_cfg, dims)
+    if cfg.init_from and not cfg.resume:
+        state, _ = load_weights(Path(cfg.init_from))
+        missing, unexpected = method.load_state_dict(state, strict=False)
+        log.info("initialised from %s (%d tensors not found there, %d unused)", cfg.init_from,
+                 len(missing), len(unexpected))
+    meta = {"method": "contig", "config": method_cfg.to_dict(), "genetic_dims": dims,
+            "preprocessing": {"image_size": cfg.image_size, "reader": "medcl.io.dicom.read_image",
+                              "resize": "bilinear-antialias", "range": [0.0, 1.0]},
+            "counted_allele": cfg.counted_allele, "genetics_stats": cohort.stats()}
+
+    bad_log = BadSampleLog(run if info.is_main else None, max_bad_fraction=cfg.max_bad_fraction, rank=info.rank)
+    train_ds = ContigDataset(cohort, "train", image_size=cfg.image_size,
+                             augment=AugmentConfig(enabled=cfg.augment), seed=cfg.seed)
+    val_ds = ContigDataset(cohort, "val", image_size=cfg.image_size, augment=None, seed=cfg.seed)
+    loader = make_loader(train_ds, cfg.batch_size, shuffle=True, seed=cfg.seed, drop_last=True,
+                         num_workers=cfg.workers, rank=info.rank, world_size=info.world_size,
+                         bad_log=bad_log, pin_memory=device.type == "cuda")
+    if len(loader) == 0:
+        raise ConfigError(f"the training split has fewer than {cfg.batch_size * info.world_size} images",
+                          fix="lower --batch-size")
+
+    def batches(epoch: int, start: int):
+        loader.set_epoch(epoch, start)
+        for b in loader:
+            yield _to_device(b, device)
+
+    def validate(m, epoch: int) -> dict:
+        vl = make_loader(val_ds, cfg.batch_size, shuffle=False, num_workers=cfg.workers)
+        return m.evaluate(_to_device(b, device) for b in vl)
+
+    train_cfg = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                            warmup_epochs=cfg.warmup_epochs, accumulate=cfg.accumulate, clip_grad=cfg.clip_grad,
+                            precision=cfg.precision, seed=cfg.seed, log_every=cfg.log_every,
+                            checkpoint_every=cfg.checkpoint_every)
+    trainer = Trainer(method, train_cfg, run, device=device, batches=batches,
+                      micro_batches_per_epoch=len(loader), validate=validate, batch_size=lambda b: len(b["index"]),
+                      extra_state=meta)
+    try:
+        result = trainer.fit(resume=cfg.resume)
+        if info.is_main:
+            export_weights(method.state_dict(), run / "encoder.safetensors", meta)
+            log.info("done: %d steps; weights in %s", result.steps, run / "encoder.safetensors")
+    finally:
+        D.shutdown()
+    return result
+
+
+def _device(spec: str) -> torch.device:
+    spec = (spec or "auto").lower()
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(spec)
+
+
+def _check_run_folder(run: Path, cfg: PretrainConfig) -> None:
+    if cfg.resume or not run.exists():
+        return
+    if any(run.iterdir()):
+        raise ConfigError(f"run folder {run} already exists and is not empty",
+                          fix="use --resume auto to continue it, or another --out")
+
+
+def _plain(d):
+    if isinstance(d, dict):
+        return {k: _plain(v) for k, v in d.items()}
+    if isinstance(d, (list, tuple)):
+        return [_plain(v) for v in d]
+    return d
+
+
+def _to_device(batch: dict, device: torch.device) -> dict:
+    out = {}
+    for k, v in batch.items():
+        if isinstance(v, torch.Tensor):
+            out[k] = v.to(device, non_blocking=True)
+        elif isinstance(v, dict):
+            out[k] = {kk: vv.to(device, non_blocking=True) if isinstance(vv, torch.Tensor) else vv
+                      for kk, vv in v.items()}
+        else:
+            out[k] = v
+    return out
