@@ -119,7 +119,7 @@ def _people(manifest: pd.DataFrame) -> pd.DataFrame:
 def load_cohort(manifest, *, genotypes=None, prs=None, burden=None, snps=None, counted_allele: str = "a1",
                 modalities: Sequence[str] = ("snp",), aggregate: str = "outer", split_seed: int = 0,
                 val_fraction: float = 0.15, test_fraction: float = 0.15, stats: Mapping[str, dict] | None = None,
-                check_files: bool = True) -> Cohort:
+                check_files: bool = True, log_summary: bool = True) -> Cohort:
     """Join a manifest's images to genetic modalities by FID/IID and split by individual.
 
     manifest: path (read with read_manifest) or a DataFrame as read_manifest returns it.
@@ -133,6 +133,8 @@ def load_cohort(manifest, *, genotypes=None, prs=None, burden=None, snps=None, c
     stats: {modality: stats dict saved earlier} to apply instead of fitting on this cohort's
         training people (embedding or evaluating with a trained model's statistics).
     check_files: passed to read_manifest (report every missing image file up front).
+    log_summary: log the counts (``Cohort.describe()``) once at INFO on the "medcl" logger;
+        pass False on all ranks but the first.
     """
     if aggregate not in AGGREGATES:
         raise ConfigError(f"aggregate={aggregate!r} is not supported", fix="use 'outer' or 'inner'")
@@ -191,5 +193,6 @@ def load_cohort(manifest, *, genotypes=None, prs=None, burden=None, snps=None, c
     images["split"] = images.pop("_split")
     cohort = Cohort(people=people, images=images, genetics=genetics, root=root, counted_allele=counted_allele,
                     aggregate=aggregate, dropped_people=dropped)
-    log.info(cohort.describe())
+    if log_summary:
+        log.info(cohort.describe())
     return cohort

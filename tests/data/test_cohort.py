@@ -209,3 +209,7 @@ def test_summary_log_has_counts_and_no_identifiers(paths, caplog):
     assert f"{len(c.people)} people" in text and "train" in text
     for f, i in zip(c.people.FID, c.people.IID):
         assert f not in text and i not in text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="medcl"):
+        _load(paths, log_summary=False)
+    assert not caplog.records
