@@ -17,6 +17,7 @@ COMMANDS = {
     "info": ("info", "Versions, build, which backend each op uses, GPUs seen."),
     "demo-data": ("demo_data", "Write the synthetic demo cohort (DICOMs, PLINK, tables) to OUT."),
     "pretrain": ("pretrain", "Self-supervised pretraining (ContIG: images with genetics)."),
+    "embed": ("embed", "Image embeddings and GWAS phenotype tables from pretrained weights."),
 }
 
 

@@ -121,8 +121,6 @@ def run_pretrain(cfg: PretrainConfig):
                          prs=cfg.prs if "prs" in mods else None, burden=cfg.burden if "burden" in mods else None,
                          snps=snps, counted_allele=cfg.counted_allele, modalities=mods,
                          aggregate=cfg.aggregate, split_seed=cfg.seed)
-    if info.is_main:
-        log.info("%s", cohort.describe())
     method_cfg = ContigConfig(modalities=mods, image=ImageEncoderConfig(arch=cfg.arch, width=cfg.width),
                               genetics=GeneticsEncoderConfig(hidden_layers=cfg.genetics_hidden_layers,
                                                              hidden=cfg.genetics_hidden),

@@ -1,0 +1,130 @@
+"""Image embeddings from pretrained weights, and the tables geneticists read.
+
+``medcl embed WEIGHTS --data MANIFEST --out FILE --format parquet|csv|npy|pheno``: one row per
+image with FID, IID, path and the encoder's pooled features. ``pheno`` writes the whitespace
+``FID IID PC_0 … PC_{K-1}`` table (PCA fitted on the embedded set; one row per individual,
+their images averaged) that ``plink2 --pheno``, REGENIE and BOLT-LMM read, as ContIG's GWAS did.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from medcl.errors import ConfigError
+
+log = logging.getLogger("medcl")
+
+FORMATS = ("parquet", "csv", "npy", "pheno")
+
+
+def load_image_encoder(weights: Path, *, random_init: bool = False, seed: int = 0) -> tuple[nn.Module, dict]:
+    """The image encoder of a checkpoint or encoder.safetensors (random weights of the same
+    architecture with ``random_init``: the baseline), and the weights' metadata."""
+    from medcl.methods import ContigConfig
+    from medcl.models import build_image_encoder
+    from medcl.train.export import load_weights
+
+    state, meta = load_weights(Path(weights))
+    cfg = ContigConfig.from_dict(meta["config"])
+    torch.manual_seed(seed)
+    encoder = build_image_encoder(cfg.image)
+    if not random_init:
+        prefix = "image_encoder."
+        own = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        encoder.load_state_dict(own)
+    return encoder.eval(), meta
+
+
+@torch.no_grad()
+def compute_features(encoder: nn.Module, dataset, *, batch_size: int = 64, device: torch.device,
+                     workers: int = 0, stage: str = "embed") -> tuple[np.ndarray, np.ndarray]:
+    """(N, D) float32 features and (N,) dataset rows that were read (bad images are skipped)."""
+    from medcl.data import make_loader
+    from medcl.progress import Progress
+
+    encoder = encoder.to(device).eval()
+    loader = make_loader(dataset, batch_size, shuffle=False, num_workers=workers)
+    feats, rows = [], []
+    with Progress(stage, len(dataset)) as p:
+        for batch in loader:
+            if len(batch.get("index", [])) == 0:
+                continue
+            x = batch["image"].to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                f = encoder(x)
+            feats.append(f.float().cpu())
+            rows.append(batch["index"].cpu())
+            p.update(p.done + len(x))
+    if not feats:
+        return np.zeros((0, getattr(encoder, "out_dim", 0)), np.float32), np.zeros(0, np.int64)
+    return torch.cat(feats).numpy(), torch.cat(rows).numpy()
+
+
+def pca(x: np.ndarray, k: int) -> np.ndarray:
+    """First k principal-component scores of x (rows centred), via SVD."""
+    if k < 1 or k > min(x.shape):
+        raise ConfigError(f"--pca {k} is out of range", fix=f"use 1 <= K <= {min(x.shape)} for {x.shape[0]} rows")
+    xc = x.astype(np.float64) - x.mean(0, keepdims=True)
+    u, s, _ = np.linalg.svd(xc, full_matrices=False)
+    return (u[:, :k] * s[:k]).astype(np.float32)
+
+
+def write_embeddings(frame, feats: np.ndarray, out: Path, fmt: str, *, pca_k: int = 10) -> Path:
+    """frame: rows of the manifest that were embedded (FID, IID, path). Writes ``out``."""
+    import pandas as pd
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "npy":
+        np.save(out, feats)
+        frame[["FID", "IID", "path"]].to_csv(out.with_suffix(".rows.csv"), index=False)
+        return out
+    if fmt == "pheno":
+        per_person = (pd.DataFrame(feats).assign(FID=frame["FID"].to_numpy(), IID=frame["IID"].to_numpy())
+                      .groupby(["FID", "IID"], sort=True).mean())
+        scores = pca(per_person.to_numpy(), pca_k)
+        table = pd.DataFrame(scores, columns=[f"PC_{i}" for i in range(pca_k)])
+        table.insert(0, "IID", per_person.index.get_level_values("IID"))
+        table.insert(0, "FID", per_person.index.get_level_values("FID"))
+        with open(out, "w") as fh:
+            fh.write(" ".join(table.columns) + "\n")
+            for row in table.itertuples(index=False):
+                fh.write(" ".join([row[0], row[1], *(f"{v:.6g}" for v in row[2:])]) + "\n")
+        return out
+    table = frame[["FID", "IID", "path"]].reset_index(drop=True).copy()
+    emb = pd.DataFrame(feats, columns=[f"emb_{i}" for i in range(feats.shape[1])])
+    table = pd.concat([table, emb], axis=1)
+    if fmt == "parquet":
+        table.to_parquet(out, index=False)
+    else:
+        table.to_csv(out, index=False)
+    return out
+
+
+def run_embed(weights: Path, *, data: str | None, out: Path, fmt: str = "parquet", pca_k: int = 10,
+              batch_size: int = 64, device: str = "auto", workers: int = 2, image_size: int | None = None) -> Path:
+    from medcl.data import ImageDataset
+    from medcl.io.tables import read_manifest
+
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown format {fmt!r}", fix=f"use one of {', '.join(FORMATS)}")
+    if data is None:
+        from medcl.demo.cache import demo_cohort
+        data = str(demo_cohort() / "manifest.csv")
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                       ("cpu" if device == "auto" else device))
+    encoder, meta = load_image_encoder(weights)
+    size = image_size or int(meta["preprocessing"]["image_size"])
+    frame = read_manifest(data)
+    ds = ImageDataset(frame, size)
+    ds.root = Path(data).resolve().parent
+    feats, rows = compute_features(encoder, ds, batch_size=batch_size, device=dev, workers=workers)
+    if len(rows) < len(frame):
+        log.warning("%d of %d images could not be read and are left out", len(frame) - len(rows), len(frame))
+    path = write_embeddings(frame.iloc[rows].reset_index(drop=True), feats, out, fmt, pca_k=pca_k)
+    log.info("embedded %d images (D=%d) into %s", len(rows), feats.shape[1], path)
+    return path
