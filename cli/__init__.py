@@ -18,6 +18,7 @@ COMMANDS = {
     "demo-data": ("demo_data", "Write the synthetic demo cohort (DICOMs, PLINK, tables) to OUT."),
     "pretrain": ("pretrain", "Self-supervised pretraining (ContIG: images with genetics)."),
     "embed": ("embed", "Image embeddings and GWAS phenotype tables from pretrained weights."),
+    "finetune": ("finetune", "Label-efficiency evaluation of pretrained weights against random init."),
 }
 
 
