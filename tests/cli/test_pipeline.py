@@ -1,0 +1,90 @@
+"""medcl pretrain → embed → finetune on a tiny demo cohort, through the CLI."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from medcl.cli import main
+
+TINY = ["--arch", "resnet18", "--width", "0.125", "--image-size", "32", "--batch-size", "8", "--workers", "0",
+        "--genetics-hidden", "16", "--head-hidden", "16", "--proj-dim", "8", "--log-every", "1"]
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    from medcl.demo import generate_cohort
+    out = tmp_path_factory.mktemp("tiny") / "cohort"
+    generate_cohort(out, n=60, snps=200, size=64, seed=1)
+    return out
+
+
+@pytest.fixture(scope="module")
+def run(cohort, tmp_path_factory):
+    run = tmp_path_factory.mktemp("run") / "r"
+    rc = main(["pretrain", "--data", str(cohort / "manifest.csv"), "--genotypes", str(cohort / "genotypes/demo"),
+               "--prs", str(cohort / "prs.csv"), "--modalities", "image,snp,prs", "--out", str(run),
+               "--epochs", "1", *TINY])
+    assert rc == 0
+    return run
+
+
+def test_pretrain_writes_the_run_folder(run):
+    for name in ("config.yaml", "metrics.csv", "checkpoints/last.pt", "encoder.safetensors"):
+        assert (run / name).is_file(), name
+    metrics = pd.read_csv(run / "metrics.csv")
+    assert {"loss", "loss_snp", "loss_prs", "lr", "samples_per_s"} <= set(metrics.columns)
+    assert "val_snp_top5" in metrics.columns and "val_snp_chance_top5" in metrics.columns
+    from medcl.train.export import load_weights
+    state, meta = load_weights(run / "encoder.safetensors")
+    assert meta["counted_allele"] == "a1" and meta["config"]["modalities"] == ["snp", "prs"]
+    assert "snp" in meta["genetics_stats"] and meta["preprocessing"]["image_size"] == 32
+    assert any(k.startswith("image_encoder.") for k in state)
+
+
+def test_resume_continues_and_refuses_to_overwrite(run, cohort, capsys):
+    args = ["pretrain", "--data", str(cohort / "manifest.csv"), "--genotypes", str(cohort / "genotypes/demo"),
+            "--prs", str(cohort / "prs.csv"), "--modalities", "image,snp,prs", "--out", str(run), *TINY]
+    assert main([*args, "--epochs", "2"]) == 2                       # exists, no --resume
+    assert "already exists" in capsys.readouterr().err
+    steps_before = len(pd.read_csv(run / "metrics.csv").dropna(subset=["loss"]))
+    assert main([*args, "--epochs", "2", "--resume", "auto"]) == 0
+    assert len(pd.read_csv(run / "metrics.csv").dropna(subset=["loss"])) == 2 * steps_before
+
+
+def test_embed_pheno_reads_like_plink2(run, cohort, tmp_path):
+    out = tmp_path / "emb.pheno"
+    assert main(["embed", str(run / "encoder.safetensors"), "--data", str(cohort / "manifest.csv"),
+                 "--out", str(out), "--format", "pheno", "--pca", "3", "--workers", "0"]) == 0
+    table = pd.read_csv(out, sep=r"\s+")
+    assert list(table.columns) == ["FID", "IID", "PC_0", "PC_1", "PC_2"]
+    assert table[["FID", "IID"]].duplicated().sum() == 0
+    manifest = pd.read_csv(cohort / "manifest.csv", dtype=str)
+    assert len(table) == manifest[["FID", "IID"]].drop_duplicates().shape[0]
+    assert open(out).readline().split() == ["FID", "IID", "PC_0", "PC_1", "PC_2"]
+    emb = tmp_path / "emb.csv"
+    assert main(["embed", str(run / "checkpoints" / "last.pt"), "--data", str(cohort / "manifest.csv"),
+                 "--out", str(emb), "--format", "csv", "--workers", "0"]) == 0
+    rows = pd.read_csv(emb)
+    assert len(rows) == len(manifest) and list(rows.columns[:3]) == ["FID", "IID", "path"]
+
+
+@pytest.mark.parametrize("target,task,metric", [("cardiomegaly", "binary", "auc"),
+                                                ("bone_density", "regression", "r2")])
+def test_finetune_reports_both_encoders(run, cohort, tmp_path, capsys, target, task, metric):
+    out = tmp_path / "ft"
+    assert main(["finetune", str(run / "encoder.safetensors"), "--data", str(cohort / "manifest.csv"),
+                 "--labels", str(cohort / "labels.csv"), "--target", target, "--task", task,
+                 "--fractions", "0.5,1", "--repeats", "2", "--out", str(out), "--workers", "0"]) == 0
+    report = json.loads((out / "metrics.json").read_text())
+    assert [(r["encoder"], r["fraction"]) for r in report["summary"]] == [
+        ("pretrained", 0.5), ("pretrained", 1.0), ("random", 0.5), ("random", 1.0)]
+    assert len(report["summary"][0][metric]["values"]) == 2
+    assert metric in capsys.readouterr().out
+
+
+def test_finetune_unknown_target_is_exit_2(run, cohort, tmp_path, capsys):
+    assert main(["finetune", str(run / "encoder.safetensors"), "--data", str(cohort / "manifest.csv"),
+                 "--labels", str(cohort / "labels.csv"), "--target", "nope", "--out", str(tmp_path)]) == 2
+    assert "no column 'nope'" in capsys.readouterr().err
