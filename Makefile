@@ -39,10 +39,25 @@ install: venv
 	$(PIP) install -q --no-build-isolation --no-deps . && \
 	echo "medcl: built and installed in $$(( $$(date +%s) - start )) s"
 
+# The main job on the demo cohort, sized for 2 CPU cores: cohort → ContIG pretraining (image, snp)
+# → embeddings (GWAS phenotype table) → linear probes vs a random-init encoder.
+DEMO_PRETRAIN ?= --arch resnet18 --width 0.25 --image-size 96 --batch-size 64 --epochs 20 --lr 2e-3 \
+	--genetics-hidden 512 --head-hidden 512 --workers 1 --log-every 20
+DEMO_FINETUNE ?= --fractions 0.1,1 --repeats 3 --workers 1
 demo: install
 	@rm -rf $(DEMO_OUT)
-	time $(VENV)/bin/medcl demo-data $(DEMO_OUT)/cohort
 	$(VENV)/bin/medcl info
+	time $(VENV)/bin/medcl demo-data $(DEMO_OUT)/cohort
+	time $(VENV)/bin/medcl pretrain --data $(DEMO_OUT)/cohort/manifest.csv \
+	    --genotypes $(DEMO_OUT)/cohort/genotypes/demo --modalities image,snp --out $(DEMO_OUT)/run $(DEMO_PRETRAIN)
+	$(VENV)/bin/medcl embed $(DEMO_OUT)/run/encoder.safetensors --data $(DEMO_OUT)/cohort/manifest.csv \
+	    --format pheno --out $(DEMO_OUT)/embeddings.pheno
+	$(VENV)/bin/medcl finetune $(DEMO_OUT)/run/encoder.safetensors --data $(DEMO_OUT)/cohort/manifest.csv \
+	    --labels $(DEMO_OUT)/cohort/labels.csv --target cardiomegaly --task binary \
+	    --out $(DEMO_OUT)/finetune-cardiomegaly $(DEMO_FINETUNE)
+	$(VENV)/bin/medcl finetune $(DEMO_OUT)/run/encoder.safetensors --data $(DEMO_OUT)/cohort/manifest.csv \
+	    --labels $(DEMO_OUT)/cohort/labels.csv --target bone_density --task regression \
+	    --out $(DEMO_OUT)/finetune-bone_density $(DEMO_FINETUNE)
 
 pytest: install
 	cd tests && ../$(PY) -m pytest -q -p no:cacheprovider --rootdir=.. -c ../pyproject.toml .
