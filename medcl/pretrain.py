@@ -120,7 +120,7 @@ def run_pretrain(cfg: PretrainConfig):
     cohort = load_cohort(cfg.data, genotypes=cfg.genotypes if "snp" in mods else None,
                          prs=cfg.prs if "prs" in mods else None, burden=cfg.burden if "burden" in mods else None,
                          snps=snps, counted_allele=cfg.counted_allele, modalities=mods,
-                         aggregate=cfg.aggregate, split_seed=cfg.seed)
+                         aggregate=cfg.aggregate, split_seed=cfg.seed, log_summary=info.is_main)
     method_cfg = ContigConfig(modalities=mods, image=ImageEncoderConfig(arch=cfg.arch, width=cfg.width),
                               genetics=GeneticsEncoderConfig(hidden_layers=cfg.genetics_hidden_layers,
                                                              hidden=cfg.genetics_hidden),
@@ -164,7 +164,8 @@ def run_pretrain(cfg: PretrainConfig):
                             precision=cfg.precision, seed=cfg.seed, log_every=cfg.log_every,
                             checkpoint_every=cfg.checkpoint_every)
     trainer = Trainer(method, train_cfg, run, device=device, batches=batches,
-                      micro_batches_per_epoch=len(loader), validate=validate, batch_size=lambda b: len(b["index"]),
+                      micro_batches_per_epoch=len(loader), validate=validate,
+                      batch_size=lambda b: int(b.get("n", len(b.get("index", [])))),
                       extra_state=meta)
     try:
         result = trainer.fit(resume=cfg.resume)

@@ -185,19 +185,21 @@ class Trainer:
                         if i >= self.micro_per_epoch:
                             break
                         sync = (i + 1) % cfg.accumulate == 0
-                        out = self._forward(batch)
-                        loss = out["loss"]
-                        bad, asked = D.any_rank(not bool(torch.isfinite(loss.detach())), stop.requested,
-                                                device=loss.device)
+                        # A batch whose every sample was unreadable (see bad_samples.csv) contributes
+                        # nothing but keeps its place, so positions stay those of the sampler.
+                        empty = self.batch_size(batch) == 0
+                        out = None if empty else self._forward(batch)
+                        finite = empty or bool(torch.isfinite(out["loss"].detach()))
+                        bad, asked = D.any_rank(not finite, stop.requested, device=self.device)
                         if asked and stopping is None:
                             stopping = stop.signum or 15
                         if bad:  # every rank agrees: drop this window's gradients, skip its step
                             window_bad = True
                             self.optimizer.zero_grad(set_to_none=True)
-                        elif not window_bad:
+                        elif not window_bad and not empty:
                             ctx = self.model.no_sync() if (self.info.distributed and not sync) else contextlib.nullcontext()
                             with ctx:
-                                self.scaler.scale(loss / cfg.accumulate).backward()
+                                self.scaler.scale(out["loss"] / cfg.accumulate).backward()
                             for k, v in out.items():
                                 sums[k] = sums.get(k, 0.0) + float(v.detach())
                             n_sums += 1
