@@ -1,24 +1,22 @@
 """ContIG method: loss terms, masks, retrieval, and 2 gloo processes == 1 process."""
 from __future__ import annotations
 
-import os
+import importlib.util
+import subprocess
+import sys
 import tempfile
+from pathlib import Path
 
 import pytest
 import torch
 
-from medcl.methods import ContigConfig, ContigMethod
 from medcl.methods.retrieval import topk_accuracy
-from medcl.models import GeneticsEncoderConfig, ImageEncoderConfig
 
-DIMS = {"snp": 12, "prs": 1}
-
-
-def _method(seed=0):
-    torch.manual_seed(seed)
-    cfg = ContigConfig(modalities=("snp", "prs"), image=ImageEncoderConfig(arch="resnet18", width=0.125),
-                       genetics=GeneticsEncoderConfig(hidden_layers=1, hidden=16), head_hidden=16, proj_dim=8)
-    return ContigMethod(cfg, DIMS).double()
+WORKER = Path(__file__).with_name("ddp_contig_worker.py")
+_spec = importlib.util.spec_from_file_location("ddp_contig_worker", WORKER)
+_worker_module = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_worker_module)
+_method = _worker_module.make_method
 
 
 def _batch(B, gen):
@@ -56,23 +54,6 @@ def test_evaluate_reports_retrieval_and_chance(gen):
     assert "val_loss" in res and "val_snp_top1" in res and res["val_snp_chance_top1"] == pytest.approx(1 / 12)
 
 
-def _worker(rank, world, tmp, full):
-    import torch.distributed as dist
-    dist.init_process_group("gloo", init_method=f"file://{tmp}/store", rank=rank, world_size=world)
-    torch.set_num_threads(1)
-    m = _method().eval()       # BatchNorm on running statistics: per-sample, so ranks can agree exactly
-    ddp = torch.nn.parallel.DistributedDataParallel(m)
-    B = full["image"].shape[0] // world
-    part = {k: ({kk: vv[rank * B:(rank + 1) * B] for kk, vv in v.items()} if isinstance(v, dict)
-                else v[rank * B:(rank + 1) * B]) for k, v in full.items()}
-    out = ddp(part)
-    out["loss"].backward()
-    if rank == 0:
-        torch.save({"loss": out["loss"].detach(), "grads": {n: p.grad for n, p in m.named_parameters()}},
-                   f"{tmp}/rank0.pt")
-    dist.destroy_process_group()
-
-
 def test_two_gloo_processes_equal_one_process(gen):
     full = _batch(8, gen)
     m = _method().eval()
@@ -80,7 +61,11 @@ def test_two_gloo_processes_equal_one_process(gen):
     out["loss"].backward()
     want = {n: p.grad for n, p in m.named_parameters()}
     with tempfile.TemporaryDirectory() as tmp:
-        torch.multiprocessing.spawn(_worker, args=(2, tmp, full), nprocs=2, join=True)
+        torch.save(full, f"{tmp}/batch.pt")
+        procs = [subprocess.Popen([sys.executable, str(WORKER), str(r), "2", tmp], stderr=subprocess.PIPE, text=True)
+                 for r in range(2)]
+        errs = [p.communicate(timeout=300)[1] for p in procs]
+        assert all(p.returncode == 0 for p in procs), errs
         got = torch.load(f"{tmp}/rank0.pt", weights_only=True)
     torch.testing.assert_close(got["loss"], out["loss"].detach(), rtol=1e-5, atol=1e-7)
     for n, g in want.items():
