@@ -139,8 +139,6 @@ def run_finetune(cfg: FinetuneConfig) -> dict:
     people = join_on_ids(cohort.people.reset_index().rename(columns={"index": "person"}),
                          labels[["FID", "IID", cfg.target]], how="left")
     y_person = people.set_index("person")[cfg.target].reindex(range(len(cohort.people))).to_numpy()
-    if cfg.task != "regression":
-        y_person = np.where(np.isnan(y_person), np.nan, y_person)
     _, meta = load_image_encoder(cfg.weights)
     size = int(meta["preprocessing"]["image_size"])
     encoders = [("pretrained", False)] + ([("random", True)] if cfg.baseline == "random" else [])
@@ -150,8 +148,10 @@ def run_finetune(cfg: FinetuneConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     for name, random_init in encoders:
         for rep in range(cfg.repeats):
-            encoder, _ = load_image_encoder(cfg.weights, random_init=random_init, seed=cfg.seed + rep)
-            if cfg.mode == "linear" and (rep == 0 or random_init):
+            fresh = rep == 0 or random_init or cfg.mode == "full"  # pretrained linear features: once
+            if fresh:
+                encoder, _ = load_image_encoder(cfg.weights, random_init=random_init, seed=cfg.seed + rep)
+            if cfg.mode == "linear" and fresh:
                 feats, rows = {}, {}
                 for split in ("train", "val", "test"):
                     ds = ImageDataset(cohort, size, split=split)
