@@ -62,6 +62,8 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     import logging
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from medcl.train import distributed as D
+    D.init("cpu")  # joins a gloo group when launched with RANK/WORLD_SIZE (torchrun-style env)
     torch.manual_seed(0)
     method = Toy(a.kill_at, a.term_at, [int(v) for v in a.nan_at.split(",") if v])
     cfg = TrainConfig(epochs=a.epochs, lr=1e-2, warmup_epochs=0.5, accumulate=a.accumulate, log_every=1,
@@ -74,6 +76,8 @@ def main(argv=None) -> int:
     except Preempted as exc:
         print("PREEMPTED", exc.checkpoint, flush=True)
         return exc.exit_code
+    finally:
+        D.shutdown()
     print("DONE", res.steps, res.epochs, flush=True)
     return 0
 
