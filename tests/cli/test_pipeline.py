@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -117,3 +118,17 @@ def test_sigterm_then_resume_matches_an_uninterrupted_run(cohort, tmp_path):
         m = pd.read_csv(d / "metrics.csv", dtype=str)
         return m[["step", "loss", "loss_snp"]].dropna().values.tolist()
     assert losses(run) == losses(straight)
+
+
+@pytest.mark.parametrize("target,task,metric", [("cardiomegaly", "binary", "auc"),
+                                                ("bone_density", "regression", "r2")])
+def test_finetune_full_mode(run, cohort, tmp_path, target, task, metric):
+    out = tmp_path / "ft"
+    assert main(["finetune", str(run / "encoder.safetensors"), "--data", str(cohort / "manifest.csv"),
+                 "--labels", str(cohort / "labels.csv"), "--target", target, "--task", task, "--mode", "full",
+                 "--epochs", "2", "--fractions", "1", "--repeats", "1", "--baseline", "none",
+                 "--batch-size", "8", "--out", str(out), "--workers", "0"]) == 0
+    report = json.loads((out / "metrics.json").read_text())
+    assert [r["encoder"] for r in report["summary"]] == ["pretrained"]
+    value = report["summary"][0][metric]["mean"]
+    assert np.isfinite(value) and (task == "regression" or 0.0 <= value <= 1.0)
