@@ -6,8 +6,7 @@ or under torchrun / srun (one process per GPU, DDP).
 from __future__ import annotations
 
 import logging
-import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -57,7 +56,6 @@ class PretrainConfig:
     init_from: str | None = None       # weights to start from (a new run)
     max_bad_fraction: float = 0.01     # stop when more of the samples seen are unreadable
     device: str = "auto"               # cpu | cuda | cuda:N | auto
-    extra: dict = field(default_factory=dict)  # anything else (kept in config.yaml)
 
     @classmethod
     def from_options(cls, **opts) -> "PretrainConfig":
