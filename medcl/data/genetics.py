@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from medcl.errors import ConfigError, PlinkError, TableError
-from medcl.io.genotype_stats import GenotypeStats
+from medcl.io.genotype_stats import GenotypeStats, column_stats, standardise
 from medcl.io.tables import KEYS, join_on_ids, read_table
 
 MODALITIES = ("snp", "prs", "burden")
@@ -120,13 +120,9 @@ def table_source(name: str, table, people: pd.DataFrame) -> GeneticsSource:
 
 def _table_stats(name: str, x: np.ndarray, columns: list) -> dict:
     """Column mean and population std of the non-missing values of ``x`` (R, D)."""
-    called = ~np.isnan(x)
-    cnt = called.sum(axis=0)
-    mean = np.divide(np.where(called, x, 0.0).sum(axis=0), cnt, out=np.zeros(x.shape[1]), where=cnt > 0)
-    var = np.divide(np.where(called, (x - mean) ** 2, 0.0).sum(axis=0), cnt, out=np.zeros(x.shape[1]),
-                    where=cnt > 0)
+    mean, std, cnt = column_stats(x)
     return {"format": TABLE_FORMAT, "version": TABLE_VERSION, "modality": name, "columns": list(columns),
-            "mean": [float(v) for v in mean], "std": [float(v) for v in np.sqrt(var)],
+            "mean": [float(v) for v in mean], "std": [float(v) for v in std],
             "n_called": [int(v) for v in cnt], "n_rows": int(x.shape[0])}
 
 
@@ -138,15 +134,6 @@ def _check_table_stats(src: GeneticsSource, stats: dict) -> None:
         raise TableError(f"the {src.name} table has columns {', '.join(src.columns)}, the saved statistics "
                          f"{', '.join(map(str, stats['columns']))}", path=src.origin or None,
                          fix="use a table with the training columns, in the same order")
-
-
-def _standardise(x: np.ndarray, mean, std) -> np.ndarray:
-    mean = np.asarray(mean, dtype=np.float64)
-    std = np.asarray(std, dtype=np.float64)
-    scale = np.divide(1.0, std, out=np.zeros_like(std), where=std > 0)
-    out = (x.astype(np.float64) - mean) * scale  # (R, D)
-    out[np.isnan(out)] = 0.0  # a missing value is imputed with the training mean -> 0
-    return out.astype(np.float32)
 
 
 def _blockwise(out: np.ndarray, matrix: np.ndarray, present: np.ndarray, have: np.ndarray, fn,
@@ -186,5 +173,5 @@ def build_table(src: GeneticsSource, train: np.ndarray, *, stats: dict | None = 
     else:
         _check_table_stats(src, stats)
         stats = dict(stats)
-    _blockwise(out, src.matrix, src.present, have, lambda x: _standardise(x, stats["mean"], stats["std"]))
+    _blockwise(out, src.matrix, src.present, have, lambda x: standardise(x, stats["mean"], stats["std"]))
     return GeneticsTable(src.name, out, src.present.copy(), stats)

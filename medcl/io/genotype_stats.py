@@ -24,6 +24,36 @@ FORMAT = "medcl.genotype_stats"
 VERSION = 1
 
 
+def column_stats(x: np.ndarray, rows: np.ndarray | None = None, *, block: int = 4096
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per column of ``x[rows]`` (R, M): mean and population std of the non-missing (non-NaN)
+    values, and their count; 0 where a column has none. Column blocks: never a float64 copy of
+    the whole matrix."""
+    rows = np.arange(x.shape[0]) if rows is None else np.asarray(rows)
+    m = x.shape[1]
+    mean, std, n_called = np.zeros(m), np.zeros(m), np.zeros(m, dtype=np.int64)
+    for lo in range(0, m, block):
+        sub = x[rows, lo:lo + block].astype(np.float64)  # (R, B)
+        called = ~np.isnan(sub)
+        cnt = called.sum(axis=0)
+        mu = np.divide(np.where(called, sub, 0.0).sum(axis=0), cnt, out=np.zeros(sub.shape[1]), where=cnt > 0)
+        var = np.divide(np.where(called, (sub - mu) ** 2, 0.0).sum(axis=0), cnt, out=np.zeros(sub.shape[1]),
+                        where=cnt > 0)
+        mean[lo:lo + block], std[lo:lo + block], n_called[lo:lo + block] = mu, np.sqrt(var), cnt
+    return mean, std, n_called
+
+
+def standardise(x: np.ndarray, mean, std, *, dtype=np.float32) -> np.ndarray:
+    """(x - mean) / std per column, a missing value imputed with the mean (→ 0) and a column
+    without variance mapped to 0: (N, M) -> (N, M) of ``dtype``."""
+    mean = np.asarray(mean, dtype=np.float64)
+    std = np.asarray(std, dtype=np.float64)
+    scale = np.divide(1.0, std, out=np.zeros_like(std), where=std > 0)
+    out = (np.asarray(x).astype(np.float64) - mean) * scale  # (N, M)
+    out[np.isnan(out)] = 0.0
+    return out.astype(dtype)
+
+
 def _matrix_and_meta(genotypes, snp_ids, counted_allele, alleles):
     """Accept a Genotypes object or a bare (N, M) array plus its metadata."""
     if hasattr(genotypes, "values") and hasattr(genotypes, "snp"):
@@ -71,19 +101,7 @@ class GenotypeStats:
         if len(rows) == 0:
             raise PlinkError("no training rows to fit genotype statistics on",
                              fix="check the split column: at least one row must be 'train'")
-        m = x.shape[1]
-        mean = np.zeros(m)
-        std = np.zeros(m)
-        n_called = np.zeros(m, dtype=np.int64)
-        for lo in range(0, m, block):  # column blocks: never a float64 copy of the whole matrix
-            sub = x[rows, lo:lo + block].astype(np.float64)  # (R, B)
-            called = ~np.isnan(sub)
-            cnt = called.sum(axis=0)
-            s = np.where(called, sub, 0.0).sum(axis=0)
-            mu = np.divide(s, cnt, out=np.zeros_like(s), where=cnt > 0)
-            var = np.where(called, (sub - mu) ** 2, 0.0).sum(axis=0)
-            var = np.divide(var, cnt, out=np.zeros_like(var), where=cnt > 0)
-            mean[lo:lo + block], std[lo:lo + block], n_called[lo:lo + block] = mu, np.sqrt(var), cnt
+        mean, std, n_called = column_stats(x, rows, block=block)
         return cls(snp_ids=[str(s) for s in snp_ids], counted_allele=counted_allele,
                    alleles=None if alleles is None else [str(a) for a in alleles],
                    mean=mean, std=std, n_called=n_called, n_rows=int(len(rows)))
@@ -117,10 +135,7 @@ class GenotypeStats:
             x = np.asarray(genotypes)
         if x.ndim != 2 or x.shape[1] != len(self.snp_ids):
             raise PlinkError(f"genotype matrix has shape {x.shape}, statistics cover {len(self.snp_ids)} SNPs")
-        scale = np.divide(1.0, self.std, out=np.zeros_like(self.std), where=self.std > 0)
-        out = (x.astype(np.float64) - self.mean) * scale  # (N, M)
-        out[np.isnan(out)] = 0.0  # missing call -> mean -> 0
-        return out.astype(dtype)
+        return standardise(x, self.mean, self.std, dtype=dtype)
 
     def to_dict(self) -> dict:
         """JSON-serialisable form (floats as lists)."""
