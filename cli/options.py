@@ -71,25 +71,10 @@ def common_options(func):
 
 
 def resolve_device(spec: str):
-    """--device value → torch.device, with a clear error for devices that are not there."""
-    import torch
+    """--device value → torch.device; a device that is not there is a usage error (exit 2)."""
+    from medcl.device import resolve_device as resolve
 
-    spec = (spec or "auto").strip().lower()
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        dev = torch.device(spec)
-    except (RuntimeError, ValueError):
-        raise click.BadParameter(f"'{spec}' is not a device; use cpu, cuda, cuda:N or auto",
-                                 param_hint="--device") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise click.BadParameter("no CUDA device is visible (torch.cuda.is_available() is False); "
-                                     "use --device cpu", param_hint="--device")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise click.BadParameter(f"only {torch.cuda.device_count()} CUDA device(s) visible",
-                                     param_hint="--device")
-    elif dev.type != "cpu":
-        raise click.BadParameter(f"unsupported device type '{dev.type}'; use cpu or cuda",
-                                 param_hint="--device")
-    return dev
+        return resolve(spec)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--device") from None

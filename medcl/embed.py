@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from medcl.device import resolve_device
 from medcl.errors import ConfigError
 
 log = logging.getLogger("medcl")
@@ -115,8 +116,7 @@ def run_embed(weights: Path, *, data: str | None, out: Path, fmt: str = "parquet
     if data is None:
         from medcl.demo.cache import demo_cohort
         data = str(demo_cohort() / "manifest.csv")
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if device == "auto" else device))
+    dev = resolve_device(device)
     encoder, meta = load_image_encoder(weights)
     size = image_size or int(meta["preprocessing"]["image_size"])
     frame = read_manifest(data)

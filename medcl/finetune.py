@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from medcl.device import resolve_device
 from medcl.errors import ConfigError
 
 log = logging.getLogger("medcl")
@@ -129,8 +129,7 @@ def run_finetune(cfg: FinetuneConfig) -> dict:
     if data is None:
         from medcl.demo.cache import demo_cohort
         data = str(demo_cohort() / "manifest.csv")
-    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if cfg.device == "auto" else cfg.device))
+    device = resolve_device(cfg.device)
     cohort = load_cohort(data, modalities=("image",), split_seed=cfg.seed)
     labels = read_table(cfg.labels, kind="labels")
     if cfg.target not in labels.columns:

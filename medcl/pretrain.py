@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from medcl.device import resolve_device
 from medcl.errors import ConfigError
 
 log = logging.getLogger("medcl")
@@ -101,7 +102,7 @@ def run_pretrain(cfg: PretrainConfig):
     if cfg.method != "contig":
         raise ConfigError(f"unknown method {cfg.method!r}", fix="available: contig")
     mods = _genetic_modalities(cfg)
-    device = _device(cfg.device)
+    device = resolve_device(cfg.device)
     info = D.init(device.type)
     if device.type == "cuda" and info.distributed:
         device = torch.device("cuda", info.local_rank)
@@ -173,13 +174,6 @@ def run_pretrain(cfg: PretrainConfig):
     finally:
         D.shutdown()
     return result
-
-
-def _device(spec: str) -> torch.device:
-    spec = (spec or "auto").lower()
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(spec)
 
 
 def _check_run_folder(run: Path, cfg: PretrainConfig) -> None:
