@@ -12,6 +12,7 @@ import logging
 import os
 import random
 import re
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -59,6 +60,26 @@ def atomic_save(obj, path: Path) -> None:
     _fsync_dir(path.parent)
 
 
+def _alias(src: Path, dst: Path) -> None:
+    """Atomically make ``dst`` the same file as ``src``: a hard link (no second write of a large
+    checkpoint), or a copy where the file system has no hard links."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+    os.close(fd)
+    os.unlink(tmp)
+    try:
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+        os.replace(tmp, dst)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(dst.parent)
+
+
 def step_checkpoints(folder: Path) -> list[tuple[int, Path]]:
     """(step, path) of every step-N.pt, newest first."""
     if not Path(folder).is_dir():
@@ -68,12 +89,11 @@ def step_checkpoints(folder: Path) -> list[tuple[int, Path]]:
 
 
 def save_checkpoint(state: dict, folder: Path, step: int, *, keep: int = 2) -> Path:
-    """Writes step-<step>.pt and last.pt (same content) and prunes all but the newest ``keep``."""
+    """Writes step-<step>.pt, points last.pt at it and prunes all but the newest ``keep``."""
     folder = Path(folder)
     path = folder / f"step-{step}.pt"
-    payload = {"format": FORMAT, **state}
-    atomic_save(payload, path)
-    atomic_save(payload, folder / "last.pt")
+    atomic_save({"format": FORMAT, **state}, path)
+    _alias(path, folder / "last.pt")
     for _, old in step_checkpoints(folder)[max(keep, 1):]:
         try:
             old.unlink()
