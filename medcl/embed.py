@@ -91,10 +91,7 @@ def write_embeddings(frame, feats: np.ndarray, out: Path, fmt: str, *, pca_k: in
         table = pd.DataFrame(scores, columns=[f"PC_{i}" for i in range(pca_k)])
         table.insert(0, "IID", per_person.index.get_level_values("IID"))
         table.insert(0, "FID", per_person.index.get_level_values("FID"))
-        with open(out, "w") as fh:
-            fh.write(" ".join(table.columns) + "\n")
-            for row in table.itertuples(index=False):
-                fh.write(" ".join([row[0], row[1], *(f"{v:.6g}" for v in row[2:])]) + "\n")
+        table.to_csv(out, sep=" ", index=False, float_format="%.6g")
         return out
     table = frame[["FID", "IID", "path"]].reset_index(drop=True).copy()
     emb = pd.DataFrame(feats, columns=[f"emb_{i}" for i in range(feats.shape[1])])
