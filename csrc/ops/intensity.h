@@ -31,9 +31,23 @@ inline void check_intensity_args(const at::Tensor& pixels, const at::Tensor& par
 }
 
 // Checked, contiguous arguments and the allocated output of one medcl::intensity call.
+template <typename In>
+struct IntensityPtrs {
+  const In* pixels;
+  const double* params;
+  const int32_t* function;
+  const bool* invert;
+};
+
 struct IntensityCall {
   at::Tensor pixels, params, function, invert, out;
   int64_t B, N;  // images, pixels per image
+
+  template <typename In>
+  IntensityPtrs<In> inputs() const {
+    return {pixels.data_ptr<In>(), params.data_ptr<double>(), function.data_ptr<int32_t>(),
+            invert.data_ptr<bool>()};
+  }
 };
 
 inline IntensityCall prepare_intensity(const at::Tensor& pixels, const at::Tensor& params,

@@ -38,14 +38,13 @@ at::Tensor intensity_cpu(const at::Tensor& pixels, const at::Tensor& params,
   if (c.out.numel() == 0) return c.out;
   MEDCL_DISPATCH_PIXEL_TYPES(c.pixels.scalar_type(), "medcl::intensity", [&] {
     using In = scalar_t;
-    const In* px = c.pixels.data_ptr<In>();
-    const double* pr = c.params.data_ptr<double>();
-    const int32_t* fn = c.function.data_ptr<int32_t>();
-    const bool* inv = c.invert.data_ptr<bool>();
+    const auto in = c.inputs<In>();
     if (dtype == at::kFloat) {
-      intensity_cpu_impl<In, float>(px, pr, fn, inv, c.out.data_ptr<float>(), c.B, c.N);
+      intensity_cpu_impl<In, float>(in.pixels, in.params, in.function, in.invert,
+                                    c.out.data_ptr<float>(), c.B, c.N);
     } else {
-      intensity_cpu_impl<In, double>(px, pr, fn, inv, c.out.data_ptr<double>(), c.B, c.N);
+      intensity_cpu_impl<In, double>(in.pixels, in.params, in.function, in.invert,
+                                     c.out.data_ptr<double>(), c.B, c.N);
     }
   });
   return c.out;

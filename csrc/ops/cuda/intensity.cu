@@ -19,14 +19,13 @@ at::Tensor intensity_cuda(const at::Tensor& pixels, const at::Tensor& params,
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   MEDCL_DISPATCH_PIXEL_TYPES(c.pixels.scalar_type(), "medcl::intensity", [&] {
     using In = scalar_t;
-    const In* px = c.pixels.data_ptr<In>();
-    const double* pr = c.params.data_ptr<double>();
-    const int32_t* fn = c.function.data_ptr<int32_t>();
-    const bool* inv = c.invert.data_ptr<bool>();
+    const auto in = c.inputs<In>();
     const cudaError_t err =
         dtype == at::kFloat
-            ? cuda::launch_intensity<In, float>(px, pr, fn, inv, c.out.data_ptr<float>(), c.B, c.N, stream)
-            : cuda::launch_intensity<In, double>(px, pr, fn, inv, c.out.data_ptr<double>(), c.B, c.N, stream);
+            ? cuda::launch_intensity<In, float>(in.pixels, in.params, in.function, in.invert,
+                                                c.out.data_ptr<float>(), c.B, c.N, stream)
+            : cuda::launch_intensity<In, double>(in.pixels, in.params, in.function, in.invert,
+                                                 c.out.data_ptr<double>(), c.B, c.N, stream);
     TORCH_CHECK(err == cudaSuccess, "medcl::intensity: CUDA launch failed: ", cudaGetErrorString(err));
   });
   return c.out;
