@@ -12,11 +12,7 @@
 #include <cmath>
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define MEDCL_HD __host__ __device__ __forceinline__
-#else
-#define MEDCL_HD inline
-#endif
+#include "ops/hd.h"
 
 namespace medcl {
 

@@ -1,6 +1,6 @@
 """medcl's ops: each a public function over ``torch.ops.medcl.<op>`` with a pure-PyTorch
 reference beside it (see medcl/_extension.py for how the backend is chosen)."""
-from medcl.ops.contrastive import contrastive_loss, contrastive_loss_reference
+from medcl.ops.contrastive import contrastive_loss, contrastive_loss_reference, ntxent_loss
 from medcl.ops.intensity import intensity, intensity_reference
 
-__all__ = ["contrastive_loss", "contrastive_loss_reference", "intensity", "intensity_reference"]
+__all__ = ["contrastive_loss", "contrastive_loss_reference", "intensity", "intensity_reference", "ntxent_loss"]

@@ -20,8 +20,21 @@ gradient. With α = 0.5 and normalize=True this is CLIP's symmetric loss with lo
 ``temperature`` is a float or a 0-d tensor; a tensor that requires grad (CLIP's learnable
 logit scale is ``1 / temperature``) receives its gradient.
 
-This file holds the reference (the definition, the fallback and the test oracle). The fused
-kernels of a later issue come behind the same public signature.
+``ntxent_loss`` is SimCLR's NT-Xent (Chen et al., "A Simple Framework for Contrastive Learning
+of Visual Representations", ICML 2020) over the 2N views [z1; z2]: each view's positive is the
+other view of its sample, its negatives every other view, itself excluded.
+
+Both losses are a few O(B) operations on the statistics of ``torch.ops.medcl.contrastive_lse``
+(medcl/ops/contrastive_lse.py): row and column log-sum-exps and the positive logits, computed
+by tiled kernels that never hold the B×B logits. ``contrastive_loss_reference`` below is the
+loss written out with the full logits: the definition and the test oracle.
+
+Distributed (``distributed=True`` under torch.distributed with W > 1 ranks): each rank passes
+its own rows (B_r, D); b is all-gathered (its gradient reduce-scattered back), each rank
+computes the (B_r × B) block of logits for its rows only, and the column log-sum-exps are
+combined across ranks (O(B) communication). The returned value is the loss of the global batch;
+its gradient is W times the global loss's gradient with respect to this rank's rows, so that
+DDP's averaging of parameter gradients gives exactly the global-batch gradient.
 """
 from __future__ import annotations
 
@@ -29,6 +42,9 @@ from typing import Optional, Union
 
 import torch
 import torch.nn.functional as F
+
+from medcl.ops import collectives
+from medcl.ops.contrastive_lse import lse, safe_logsumexp
 
 Temperature = Union[float, torch.Tensor]
 
@@ -83,9 +99,43 @@ def _check_mask(mask: Optional[torch.Tensor], name: str, B: int, device: torch.d
     return mask
 
 
+def _check_temperature(temperature: Temperature, op: str) -> float:
+    """τ > 0 as a float (a tensor is read once: the kernels take the scale as a number)."""
+    if isinstance(temperature, torch.Tensor):
+        if temperature.dim() != 0:
+            raise ValueError(f"{op}: a temperature tensor must be 0-d, got {tuple(temperature.shape)}")
+        value = float(temperature.detach())
+    else:
+        value = float(temperature)
+    if not value > 0.0:
+        raise ValueError(f"{op}: temperature must be > 0, got {value}")
+    return value
+
+
+def _check_pair(a: torch.Tensor, b: torch.Tensor, op: str) -> None:
+    if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
+        raise TypeError(f"{op}: the embeddings must be tensors")
+    if a.dim() != 2 or a.shape != b.shape:
+        raise ValueError(f"{op}: both embeddings must be (B, D) with the same shape, "
+                         f"got {tuple(a.shape)} and {tuple(b.shape)}")
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        raise ValueError(f"{op}: empty embeddings {tuple(a.shape)}")
+    if not a.dtype.is_floating_point or a.dtype != b.dtype or a.device != b.device:
+        raise ValueError(f"{op}: the embeddings must share one floating dtype and device, "
+                         f"got {a.dtype} on {a.device} and {b.dtype} on {b.device}")
+
+
+def _with_temperature_grad(x: torch.Tensor, temperature: Temperature, tau: float) -> torch.Tensor:
+    """x times exactly 1, carrying d/dτ when τ is a tensor that requires grad: with
+    S = (x · τ₀/τ)·y / τ₀ the value is unchanged and dS/dτ = −S/τ."""
+    if isinstance(temperature, torch.Tensor) and temperature.requires_grad:
+        return x * (temperature.detach() / temperature).to(x.device)
+    return x
+
+
 def contrastive_loss(a: torch.Tensor, b: torch.Tensor, *, temperature: Temperature = 0.1, alpha: float = 0.5,
                      normalize: bool = True, mask_a: Optional[torch.Tensor] = None,
-                     mask_b: Optional[torch.Tensor] = None) -> torch.Tensor:
+                     mask_b: Optional[torch.Tensor] = None, distributed: bool = False) -> torch.Tensor:
     """Two-direction InfoNCE between paired rows of ``a`` and ``b`` (see the module docstring).
 
     Args:
@@ -94,28 +144,72 @@ def contrastive_loss(a: torch.Tensor, b: torch.Tensor, *, temperature: Temperatu
         alpha: weight of a→b in [0, 1]; b→a gets 1 − alpha.
         normalize: L2-normalise rows before the dot products.
         mask_a, mask_b: (B,) bool, True = row kept; None keeps every row.
+        distributed: a and b are this rank's rows of a global batch spread over the ranks of
+            torch.distributed (ignored with one process); see the module docstring.
 
     Returns:
         The scalar loss (0-d tensor in the dtype of ``a``).
     """
-    if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
-        raise TypeError("contrastive_loss: a and b must be tensors")
-    if a.dim() != 2 or a.shape != b.shape:
-        raise ValueError(f"contrastive_loss: a and b must both be (B, D) with the same shape, "
-                         f"got {tuple(a.shape)} and {tuple(b.shape)}")
-    if a.shape[0] == 0 or a.shape[1] == 0:
-        raise ValueError(f"contrastive_loss: empty embeddings {tuple(a.shape)}")
-    if not a.dtype.is_floating_point or a.dtype != b.dtype or a.device != b.device:
-        raise ValueError(f"contrastive_loss: a and b must share one floating dtype and device, "
-                         f"got {a.dtype} on {a.device} and {b.dtype} on {b.device}")
-    if isinstance(temperature, torch.Tensor):
-        if temperature.dim() != 0:
-            raise ValueError(f"contrastive_loss: a temperature tensor must be 0-d, got {tuple(temperature.shape)}")
-    elif not float(temperature) > 0.0:
-        raise ValueError(f"contrastive_loss: temperature must be > 0, got {temperature}")
+    op = "contrastive_loss"
+    _check_pair(a, b, op)
+    tau = _check_temperature(temperature, op)
     if not 0.0 <= float(alpha) <= 1.0:
-        raise ValueError(f"contrastive_loss: alpha must be in [0, 1], got {alpha}")
+        raise ValueError(f"{op}: alpha must be in [0, 1], got {alpha}")
+    alpha = float(alpha)
     B = a.shape[0]
     mask_a = _check_mask(mask_a, "mask_a", B, a.device)
     mask_b = _check_mask(mask_b, "mask_b", B, a.device)
-    return contrastive_loss_reference(a, b, temperature, float(alpha), bool(normalize), mask_a, mask_b)
+    keep_a = torch.ones(B, dtype=torch.bool, device=a.device) if mask_a is None else mask_a
+    keep_b = torch.ones(B, dtype=torch.bool, device=a.device) if mask_b is None else mask_b
+    if mask_a is not None:      # masked rows may hold NaN: zero them before anything touches them
+        a = torch.where(keep_a[:, None], a, torch.zeros_like(a))
+    if mask_b is not None:
+        b = torch.where(keep_b[:, None], b, torch.zeros_like(b))
+    if normalize:
+        a, b = F.normalize(a, dim=1), F.normalize(b, dim=1)
+    a = _with_temperature_grad(a, temperature, tau)
+    anchors = keep_a & keep_b                                           # (B,)
+    W = collectives.world_size() if distributed else 1
+    if W == 1:
+        row_lse, col_lse, diag = lse(a, b, keep_a, keep_b, 1.0 / tau)   # (B,) each
+        per_row = alpha * (row_lse - diag) + (1.0 - alpha) * (col_lse - diag)
+        loss = torch.where(anchors, per_row, torch.zeros_like(per_row)).sum() / anchors.sum().clamp_min(1)
+        return loss.to(a.dtype)
+    # Distributed: this rank's rows of a against every rank's b.
+    offset = sum(collectives.all_sizes(B, a.device)[:collectives.rank()])
+    b_all = collectives.gather_with_grad(b)                             # (N, D)
+    keep_b_all = collectives.gather(keep_b)                             # (N,)
+    row_lse, col_part, diag = lse(a, b_all, keep_a, keep_b_all, 1.0 / tau, offset)
+    col_lse = safe_logsumexp(collectives.gather_with_grad(col_part[None]), 0)   # (N,) over all ranks' rows
+    col_lse = col_lse[offset:offset + B]
+    per_row = alpha * (row_lse - diag) + (1.0 - alpha) * (col_lse - diag)
+    local = torch.where(anchors, per_row, torch.zeros_like(per_row)).sum()
+    n = collectives.all_reduce_sum(anchors.sum()).clamp_min(1)
+    total = collectives.all_reduce_sum(local) / n
+    scaled = local * W / n
+    return (scaled + (total - scaled).detach()).to(a.dtype)
+
+
+def ntxent_loss(z1: torch.Tensor, z2: torch.Tensor, *, temperature: Temperature = 0.5,
+                normalize: bool = True) -> torch.Tensor:
+    """SimCLR's NT-Xent over the 2N views [z1; z2] (see the module docstring).
+
+    Args:
+        z1, z2: (N, D) embeddings of two views of the same N samples.
+        temperature: τ > 0, a float or a 0-d tensor (gradients flow to a tensor).
+        normalize: L2-normalise rows first (cosine similarity, as SimCLR).
+
+    Returns:
+        The scalar loss, the mean over the 2N anchors (0-d tensor in the dtype of z1).
+    """
+    op = "ntxent_loss"
+    _check_pair(z1, z2, op)
+    tau = _check_temperature(temperature, op)
+    N = z1.shape[0]
+    z = torch.cat([z1, z2])                                              # (2N, D)
+    if normalize:
+        z = F.normalize(z, dim=1)
+    za = _with_temperature_grad(z, temperature, tau)
+    keep = torch.ones(2 * N, dtype=torch.bool, device=z.device)
+    row_lse, _, diag = lse(za, z, keep, keep, 1.0 / tau, offset=N, exclude_self=True)
+    return (row_lse - diag).mean().to(z1.dtype)

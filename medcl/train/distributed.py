@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from medcl.ops.collectives import gather_with_grad, world_size  # noqa: F401 (re-exported)
+
 log = logging.getLogger("medcl")
 
 
@@ -77,28 +79,6 @@ def init(device_type: str) -> DistInfo:
 def shutdown() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
-
-
-def world_size() -> int:
-    return dist.get_world_size() if dist.is_initialized() else 1
-
-
-def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
-    """(B_r, ...) on rank r -> (sum_r B_r, ...) in rank order, the gradient flowing back to each
-    rank's own rows (so negatives span the global batch). B_r may differ between ranks (a batch
-    shortened by a skipped bad sample): rows are padded for the exchange and dropped after."""
-    if world_size() == 1:
-        return x
-    from torch.distributed.nn.functional import all_gather
-    n = torch.tensor([x.shape[0]], device=x.device)
-    sizes = [torch.zeros_like(n) for _ in range(world_size())]
-    dist.all_gather(sizes, n)
-    sizes = [int(s) for s in sizes]
-    longest = max(sizes)
-    if longest != x.shape[0]:
-        x = torch.cat([x, x.new_zeros((longest - x.shape[0], *x.shape[1:]))])
-    parts = all_gather(x.contiguous())
-    return torch.cat([p[:s] for p, s in zip(parts, sizes)], dim=0)
 
 
 def any_rank(*flags: bool, device: torch.device | None = None) -> list[bool]:

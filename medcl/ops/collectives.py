@@ -1,0 +1,57 @@
+"""The few torch.distributed collectives the ops need, each a no-op in a single process.
+
+``gather_with_grad`` is an all-gather whose backward sums each rank's gradient for every row
+and hands it to the row's owner (a reduce-scatter): DisCo-CLIP's scheme (Chen et al.,
+"DisCo-CLIP: A Distributed Contrastive Loss for Memory Efficient CLIP Training", CVPR 2023).
+"""
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def rank() -> int:
+    return dist.get_rank() if world_size() > 1 else 0
+
+
+def all_sizes(n: int, device: torch.device) -> list[int]:
+    """[n of rank 0, n of rank 1, ...] (one small all-gather)."""
+    if world_size() == 1:
+        return [n]
+    t = torch.tensor([n], device=device)
+    out = [torch.zeros_like(t) for _ in range(world_size())]
+    dist.all_gather(out, t)
+    return [int(s) for s in out]
+
+
+def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """(B_r, ...) on rank r -> (sum_r B_r, ...) in rank order, the gradient flowing back to each
+    rank's own rows (so negatives span the global batch). B_r may differ between ranks (a batch
+    shortened by a skipped bad sample): rows are padded for the exchange and dropped after."""
+    if world_size() == 1:
+        return x
+    from torch.distributed.nn.functional import all_gather
+    sizes = all_sizes(x.shape[0], x.device)
+    longest = max(sizes)
+    if longest != x.shape[0]:
+        x = torch.cat([x, x.new_zeros((longest - x.shape[0], *x.shape[1:]))])
+    parts = all_gather(x.contiguous())
+    return torch.cat([p[:s] for p, s in zip(parts, sizes)], dim=0)
+
+
+def gather(x: torch.Tensor) -> torch.Tensor:
+    """As :func:`gather_with_grad` without a gradient (masks, counts)."""
+    with torch.no_grad():
+        return gather_with_grad(x.detach())
+
+
+def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
+    """Sum over ranks of a tensor (a detached copy; no gradient)."""
+    x = x.detach().clone()
+    if world_size() > 1:
+        dist.all_reduce(x)
+    return x
