@@ -161,6 +161,8 @@ void for_each_tile(int64_t M, int64_t N, const F& tile) {
       1, std::min<int64_t>({at::get_num_threads(), (M + 15) / 16, (N + 15) / 16}));
   for (int64_t w = 0; w < P; ++w) {
     at::parallel_for(0, P, 1, [&](int64_t t0, int64_t t1) {
+      // Dispatch-key exclusions are thread-local: worker threads need their own.
+      const at::AutoDispatchBelowADInplaceOrView below_autograd;
       std::vector<T> scratch(kRowTile * kColTile);
       for (int64_t t = t0; t < t1; ++t) {
         const auto [rb, re] = part_range(M, P, t);
