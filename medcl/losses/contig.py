@@ -14,8 +14,10 @@ no modality qualifies the total is a zero still attached to the graph (gradients
 
 Which people reach the batch is the caller's choice: "outer" aggregation keeps everyone with
 an image and passes each modality's availability as its mask; "inner" keeps only people with
-every modality, whose masks are then all True (or omitted). Under DDP the masks are gathered
-across ranks together with the embeddings.
+every modality, whose masks are then all True (or omitted). Under DDP (``distributed=True``)
+each rank passes its own rows: every term is computed over the global batch by
+contrastive_loss's distributed path (each rank holds only its rows' block of logits), and the
+2-people rule counts people over all ranks.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from typing import Mapping, Optional
 import torch
 from torch import nn
 
+from medcl.ops import collectives
 from medcl.ops.contrastive import contrastive_loss
 
 
@@ -57,7 +60,7 @@ class ContigLoss(nn.Module):
         return cls(cfg.temperature, cfg.alpha, cfg.normalize)
 
     def forward(self, image_emb: torch.Tensor, modality_embs: Mapping[str, torch.Tensor],
-                masks: Optional[Mapping[str, torch.Tensor]] = None
+                masks: Optional[Mapping[str, torch.Tensor]] = None, distributed: bool = False
                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """
         Args:
@@ -66,6 +69,8 @@ class ContigLoss(nn.Module):
                 with ``image_emb``; the values of missing people are ignored.
             masks: name → (B,) bool, True = the person has the modality; a modality without
                 an entry (or masks=None) has every person.
+            distributed: the rows are this rank's part of a batch spread over the ranks of
+                torch.distributed (see medcl.ops.contrastive); ignored with one process.
 
         Returns:
             total: 0-d tensor, the mean of the qualifying modalities' terms.
@@ -86,8 +91,9 @@ class ContigLoss(nn.Module):
             if mask is None:
                 mask = torch.ones(B, dtype=torch.bool, device=image_emb.device)
             term = contrastive_loss(image_emb, z, temperature=self.temperature, alpha=self.alpha,
-                                    normalize=self.normalize, mask_a=mask, mask_b=mask)
-            ok = mask.sum() >= 2                                       # () bool, no host sync
+                                    normalize=self.normalize, mask_a=mask, mask_b=mask, distributed=distributed)
+            people = collectives.all_reduce_sum(mask.sum()) if distributed else mask.sum()
+            ok = people >= 2                                           # () bool, no host sync
             terms[name] = torch.where(ok, term, torch.zeros_like(term))
             qualifies.append(ok)
         ok_all = torch.stack(qualifies)                                # (M,) bool

@@ -4,9 +4,9 @@ Taleb et al., "ContIG: Self-supervised Multimodal Contrastive Learning for Medic
 with Genetics", CVPR 2022. An image encoder and one encoder per genetic modality (raw SNPs,
 PRS, burden scores), each with a projection head; per modality m the loss is
 α·L(image→m) + (1−α)·L(m→image) (InfoNCE, temperature τ), people lacking m are masked out of
-m's term, and the total is the mean over the modalities present in the batch. Under DDP the
-projected embeddings are gathered across ranks with their gradients, so negatives span the
-global batch.
+m's term, and the total is the mean over the modalities present in the batch. Under DDP
+negatives span the global batch: each rank computes only its own rows' block of logits against
+the gathered embeddings (medcl.ops.contrastive_loss's distributed path).
 """
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from torch import nn
 from medcl.losses import ContigLoss
 from medcl.methods.retrieval import topk_accuracy
 from medcl.models import GeneticsEncoder, GeneticsEncoderConfig, ImageEncoderConfig, ProjectionHead, build_image_encoder
-from medcl.train.distributed import gather_with_grad
 
 
 @dataclass
@@ -68,11 +67,8 @@ class ContigMethod(nn.Module):
         return zi, zm, present
 
     def forward(self, batch) -> dict[str, torch.Tensor]:
-        zi, zm, present = self.project(batch)
-        zi = gather_with_grad(zi)                                           # (B·W, P)
-        zm = {m: gather_with_grad(z) for m, z in zm.items()}
-        present = {m: gather_with_grad(p.float()) > 0.5 for m, p in present.items()}
-        total, terms = self.loss(zi.float(), {m: z.float() for m, z in zm.items()}, present)
+        zi, zm, present = self.project(batch)                               # this rank's rows
+        total, terms = self.loss(zi.float(), {m: z.float() for m, z in zm.items()}, present, distributed=True)
         return {"loss": total, **{f"loss_{m}": t.detach() for m, t in terms.items()}}
 
     @torch.no_grad()

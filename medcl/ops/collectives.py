@@ -28,19 +28,41 @@ def all_sizes(n: int, device: torch.device) -> list[int]:
     return [int(s) for s in out]
 
 
+class _GatherRows(torch.autograd.Function):
+    """All-gather of rows (padded to the longest rank); backward: sum over ranks, own rows kept."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+        longest = max(sizes)
+        padded = torch.cat([x, x.new_zeros((longest - x.shape[0], *x.shape[1:]))]) if longest != x.shape[0] else x
+        parts = [torch.empty_like(padded) for _ in sizes]
+        dist.all_gather(parts, padded.contiguous())
+        ctx.sizes, ctx.rank = sizes, dist.get_rank()
+        return torch.cat([p[:s] for p, s in zip(parts, sizes)], dim=0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        lo = sum(ctx.sizes[:ctx.rank])
+        if dist.get_backend() == "nccl":        # reduce-scatter: each rank receives only its rows
+            longest = max(ctx.sizes)
+            chunks = list(grad.split(ctx.sizes))
+            chunks = [torch.cat([c, c.new_zeros((longest - c.shape[0], *c.shape[1:]))]) for c in chunks]
+            out = grad.new_empty((longest, *grad.shape[1:]))
+            dist.reduce_scatter_tensor(out, torch.cat(chunks).contiguous())
+            return out[:ctx.sizes[ctx.rank]], None
+        total = grad.contiguous().clone()       # gloo has no reduce-scatter: all-reduce, keep own rows
+        dist.all_reduce(total)
+        return total[lo:lo + ctx.sizes[ctx.rank]], None
+
+
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     """(B_r, ...) on rank r -> (sum_r B_r, ...) in rank order, the gradient flowing back to each
-    rank's own rows (so negatives span the global batch). B_r may differ between ranks (a batch
-    shortened by a skipped bad sample): rows are padded for the exchange and dropped after."""
+    rank's own rows, summed over ranks (so negatives span the global batch). B_r may differ
+    between ranks (a batch shortened by a skipped bad sample): rows are padded for the exchange
+    and dropped after."""
     if world_size() == 1:
         return x
-    from torch.distributed.nn.functional import all_gather
-    sizes = all_sizes(x.shape[0], x.device)
-    longest = max(sizes)
-    if longest != x.shape[0]:
-        x = torch.cat([x, x.new_zeros((longest - x.shape[0], *x.shape[1:]))])
-    parts = all_gather(x.contiguous())
-    return torch.cat([p[:s] for p, s in zip(parts, sizes)], dim=0)
+    return _GatherRows.apply(x, all_sizes(x.shape[0], x.device))
 
 
 def gather(x: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from medcl.ops import contrastive_loss
+from medcl.ops import contrastive_loss, contrastive_loss_reference, ntxent_loss
 
 
 def naive_loss(a, b, tau, alpha, normalize, mask_a, mask_b):
@@ -253,3 +253,87 @@ def test_rejects_bad_arguments(gen, kwargs, match):
     b = torch.randn(*b_shape, generator=gen).to(kwargs.pop("b_dtype", torch.float32))
     with pytest.raises(ValueError, match=match):
         contrastive_loss(a, b, **kwargs)
+
+
+# ---- larger batches (the kernels' tiles and waves), bf16 ---------------------------------------
+
+@pytest.mark.parametrize("B,D", [(129, 8), (700, 33)])
+def test_large_batches_match_reference(device, gen, B, D):
+    a, b = _embeddings(gen, B, D)
+    mask_a, mask_b = _random_mask(gen, B, 0.9), _random_mask(gen, B, 0.9)
+    tau = torch.tensor(0.07, dtype=torch.float64, requires_grad=True)
+    dtype = torch.float32 if device == "cuda" else torch.float64
+    x, y = a.to(device, dtype), b.to(device, dtype)
+    t = tau.detach().to(device, dtype).requires_grad_(True)
+    kw = dict(alpha=0.75, mask_a=mask_a.to(device), mask_b=mask_b.to(device))
+    got, got_grads = _value_and_grads(lambda p, q: contrastive_loss(p, q, temperature=t, **kw), x, y, t)
+    want, want_grads = _value_and_grads(
+        lambda p, q: contrastive_loss_reference(p, q, tau, 0.75, True, mask_a, mask_b), a, b, tau)
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    assert _rel_err(got, want) < tol
+    for g, w in zip(got_grads, want_grads):
+        assert _rel_err(g, w) < tol
+
+
+def test_bf16_error_at_most_twice_pytorch_bf16(device, gen):
+    """medcl in bf16 against the fp32 reference, next to PyTorch doing the same in bf16."""
+    B, D = 512, 64
+    a, b = (t.float() for t in _embeddings(gen, B, D))
+    want, want_grads = _value_and_grads(
+        lambda p, q: contrastive_loss_reference(p, q, 0.1, 0.5, True, None, None), a.to(device), b.to(device))
+    ours, ours_grads = _value_and_grads(lambda p, q: contrastive_loss(p, q, temperature=0.1),
+                                        a.to(device, torch.bfloat16), b.to(device, torch.bfloat16))
+    torch_bf16, torch_grads = _value_and_grads(
+        lambda p, q: contrastive_loss_reference(p, q, 0.1, 0.5, True, None, None),
+        a.to(device, torch.bfloat16), b.to(device, torch.bfloat16))
+    assert ours.dtype == torch.bfloat16
+    want = want.double()
+    assert _rel_err(ours, want) <= 2 * _rel_err(torch_bf16, want) + 1e-6
+    for o, t, w in zip(ours_grads, torch_grads, want_grads):
+        assert _rel_err(o, w.double()) <= 2 * _rel_err(t, w.double()) + 1e-6
+
+
+# ---- NT-Xent -------------------------------------------------------------------------------
+
+def naive_ntxent(z1, z2, tau, normalize):
+    """SimCLR's NT-Xent one anchor at a time in float64."""
+    z = torch.cat([z1, z2])
+    if normalize:
+        z = z / z.norm(dim=1, keepdim=True)
+    n2, N = z.shape[0], z1.shape[0]
+    terms = []
+    for i in range(n2):
+        pos = (i + N) % n2
+        others = torch.stack([torch.dot(z[i], z[k]) / tau for k in range(n2) if k != i])
+        terms.append(torch.logsumexp(others, 0) - torch.dot(z[i], z[pos]) / tau)
+    return torch.stack(terms).mean()
+
+
+@pytest.mark.parametrize("N,D", [(1, 3), (2, 5), (9, 16), (70, 7)])
+@pytest.mark.parametrize("normalize", [True, False])
+def test_ntxent_matches_naive_loop(device, gen, N, D, normalize):
+    z1, z2 = _embeddings(gen, N, D, scale=1.0 if normalize else 0.3)
+    dtype = torch.float32 if device == "cuda" else torch.float64
+    got, got_grads = _value_and_grads(lambda p, q: ntxent_loss(p, q, temperature=0.5, normalize=normalize),
+                                      z1.to(device, dtype), z2.to(device, dtype))
+    want, want_grads = _value_and_grads(lambda p, q: naive_ntxent(p, q, 0.5, normalize), z1, z2)
+    tol = 1e-5 if dtype == torch.float32 else 1e-10
+    assert _rel_err(got, want) < tol
+    for g, w in zip(got_grads, want_grads):
+        assert _rel_err(g, w) < tol
+
+
+def test_ntxent_gradcheck_with_learnable_temperature(gen):
+    z1, z2 = _embeddings(gen, 4, 3)
+    z1.requires_grad_(True)
+    z2.requires_grad_(True)
+    tau = torch.tensor(0.4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda p, q, t: ntxent_loss(p, q, temperature=t), (z1, z2, tau))
+
+
+def test_ntxent_rejects_bad_arguments(gen):
+    z1, z2 = _embeddings(gen, 4, 3)
+    with pytest.raises(ValueError, match="same shape"):
+        ntxent_loss(z1, z2[:3])
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        ntxent_loss(z1, z2, temperature=0.0)

@@ -1,0 +1,145 @@
+"""torch.ops.medcl.contrastive_lse and its backward against the float64 reference: shapes that
+cross tile and wave boundaries, offsets, exclude_self, masks, gradcheck, opcheck."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from medcl import _extension
+from medcl.ops.contrastive_lse import contrastive_lse_reference, lse
+
+needs_kernel = pytest.mark.skipif(not _extension.state().loaded, reason="medcl._C not built")
+
+# (M, N, D): single rows, odd D, M != N, and sizes past the CPU tiles (128 rows x 512 columns)
+# and its per-thread parts, none a multiple of a tile.
+SHAPES = [(1, 1, 1), (1, 6, 3), (7, 7, 5), (9, 4, 8), (130, 130, 33), (300, 1030, 17), (513, 700, 24)]
+
+
+def _inputs(gen, M, N, D, dtype, device, masks):
+    a = torch.randn(M, D, generator=gen, dtype=torch.float64)
+    b = torch.randn(N, D, generator=gen, dtype=torch.float64)
+    if masks == "random":
+        keep_a, keep_b = torch.rand(M, generator=gen) < 0.7, torch.rand(N, generator=gen) < 0.7
+    elif masks == "all_but_one":
+        keep_a, keep_b = torch.zeros(M, dtype=torch.bool), torch.zeros(N, dtype=torch.bool)
+        keep_a[M // 2] = keep_b[N // 3] = True
+    else:
+        keep_a, keep_b = torch.ones(M, dtype=torch.bool), torch.ones(N, dtype=torch.bool)
+    return [t.to(device) for t in (a.to(dtype), b.to(dtype), keep_a, keep_b)]
+
+
+def _close(got, want, tol):
+    """Same -inf pattern; finite entries within tol relative to max(|want|, 1)."""
+    got, want = got.double().cpu(), want.double().cpu()
+    assert torch.equal(torch.isinf(got), torch.isinf(want))
+    fin = torch.isfinite(want)
+    if fin.any():
+        err = (got[fin] - want[fin]).abs().max() / want[fin].abs().max().clamp_min(1.0)
+        assert err < tol, float(err)
+
+
+@needs_kernel
+@pytest.mark.parametrize("M,N,D", SHAPES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("masks", ["none", "random", "all_but_one"])
+def test_statistics_and_gradients_match_reference(device, gen, M, N, D, dtype, masks):
+    if device == "cuda" and dtype == torch.float64:
+        pytest.skip("float64 runs the reference on CUDA")
+    a, b, keep_a, keep_b = _inputs(gen, M, N, D, dtype, device, masks)
+    offset = int(torch.randint(0, 2 * N, (1,), generator=gen))
+    exclude_self = M <= N and bool(torch.rand(1, generator=gen) < 0.5)
+    scale = 2.5
+    args = (keep_a, keep_b, scale, offset, exclude_self)
+    x, y = a.detach().requires_grad_(True), b.detach().requires_grad_(True)
+    got = torch.ops.medcl.contrastive_lse(x, y, *args)
+    xr, yr = a.double().requires_grad_(True), b.double().requires_grad_(True)
+    want = contrastive_lse_reference(xr, yr, *args)
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    for g, w in zip(got, want):
+        assert g.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
+        _close(g, w, tol)
+    # Upstream gradients: random where the statistic is finite, 0 where it is -inf (as a loss gives).
+    ups = [torch.where(torch.isfinite(w), torch.randn(w.shape, generator=gen, dtype=torch.float64), 0.0)
+           for w in want]
+    ups[2][torch.rand(M, generator=gen) < 0.3] = 0.0                 # some positives unused
+    da, db = torch.autograd.grad(got, (x, y), [u.to(device, got[0].dtype) for u in ups])
+    da_ref, db_ref = torch.autograd.grad(want, (xr, yr), ups)
+    _close(da, da_ref, tol)
+    _close(db, db_ref, tol)
+    assert da.dtype == dtype and db.dtype == dtype
+
+
+@needs_kernel
+def test_matches_reference_under_several_threads(gen):
+    """The wave schedule: P parts of rows and columns, conflict-free tasks per wave."""
+    a, b, keep_a, keep_b = _inputs(gen, 411, 389, 16, torch.float64, "cpu", "random")
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 3, 4):
+            torch.set_num_threads(threads)
+            x, y = a.detach().requires_grad_(True), b.detach().requires_grad_(True)
+            out = torch.ops.medcl.contrastive_lse(x, y, keep_a, keep_b, 1.7, 5, False)
+            want = contrastive_lse_reference(a, b, keep_a, keep_b, 1.7, 5, False)
+            for g, w in zip(out, want):
+                _close(g, w, 1e-12)
+            g = [torch.where(torch.isfinite(w), 1.0, 0.0).double() for w in want]
+            grads = torch.autograd.grad(out, (x, y), g)
+            xr, yr = a.detach().requires_grad_(True), b.detach().requires_grad_(True)
+            refs = torch.autograd.grad(contrastive_lse_reference(xr, yr, keep_a, keep_b, 1.7, 5, False), (xr, yr), g)
+            for got, ref in zip(grads, refs):
+                _close(got, ref, 1e-12)
+    finally:
+        torch.set_num_threads(before)
+
+
+@needs_kernel
+@pytest.mark.parametrize("exclude_self", [False, True])
+def test_gradcheck_float64(gen, exclude_self):
+    a, b, keep_a, keep_b = _inputs(gen, 5, 6, 3, torch.float64, "cpu", "random")
+    keep_a[0] = keep_b[0] = True
+    a.requires_grad_(True)
+    b.requires_grad_(True)
+    fn = lambda x, y: torch.ops.medcl.contrastive_lse(x, y, keep_a, keep_b, 1.3, 2, exclude_self)  # noqa: E731
+    # Rows or columns with nothing kept have -inf statistics: gradcheck only the finite ones.
+    row, col, _ = fn(a, b)
+    rows, cols = torch.isfinite(row), torch.isfinite(col)
+    assert torch.autograd.gradcheck(lambda x, y: [o[m] for o, m in zip(fn(x, y), (rows, cols, slice(None)))], (a, b))
+
+
+@needs_kernel
+def test_opcheck(device, gen):
+    dtype = torch.float32 if device == "cuda" else torch.float64
+    a, b, keep_a, keep_b = _inputs(gen, 9, 12, 8, dtype, device, "random")
+    keep_a[0] = keep_b[0] = True
+    a.requires_grad_(True)
+    b.requires_grad_(True)
+    torch.library.opcheck(torch.ops.medcl.contrastive_lse, (a, b, keep_a, keep_b, 0.7, 3, True))
+    row, col, _ = torch.ops.medcl.contrastive_lse(a, b, keep_a, keep_b, 0.7, 3, True)
+    g = [torch.where(torch.isfinite(t), torch.rand(t.shape, generator=gen, dtype=t.dtype).to(device), 0.0)
+         for t in (row, col, row)]
+    torch.library.opcheck(torch.ops.medcl.contrastive_lse_backward,
+                          (a.detach(), b.detach(), keep_a, keep_b, 0.7, 3, True, row.detach(), col.detach(), *g))
+
+
+@needs_kernel
+def test_rejects_bad_arguments(gen):
+    a, b, keep_a, keep_b = _inputs(gen, 4, 5, 3, torch.float32, "cpu", "none")
+    op = torch.ops.medcl.contrastive_lse
+    with pytest.raises(RuntimeError, match="must be \\(M, D\\) and \\(N, D\\)"):
+        op(a, b[:, :2], keep_a, keep_b, 1.0, 0, False)
+    with pytest.raises(RuntimeError, match="share one floating dtype"):
+        op(a, b.double(), keep_a, keep_b, 1.0, 0, False)
+    with pytest.raises(RuntimeError, match="keep_b must be bool"):
+        op(a, b, keep_a, keep_b.float(), 1.0, 0, False)
+    with pytest.raises(RuntimeError, match="offset must be >= 0"):
+        op(a, b, keep_a, keep_b, 1.0, -1, False)
+    with pytest.raises(RuntimeError, match="exclude_self needs M <= N"):
+        op(b, a, keep_b, keep_a, 1.0, 0, True)
+
+
+def test_dispatch_follows_extension_state(gen):
+    """lse() gives the reference's numbers on every backend (kernel or fallback)."""
+    a, b, keep_a, keep_b = _inputs(gen, 20, 30, 7, torch.float64, "cpu", "random")
+    for got, want in zip(lse(a, b, keep_a, keep_b, 2.0, 4, True),
+                         contrastive_lse_reference(a, b, keep_a, keep_b, 2.0, 4, True)):
+        _close(got, want, 1e-12)
