@@ -210,8 +210,10 @@ def test_plink_files(cohort):
     for c in set(chrom):
         assert (np.diff(pos[chrom == c]) > 0).all()
     assert all(x in "ACGT" and y in "ACGT" and x != y for x, y in zip(a1, a2))
-    freq = np.nanmean(g, axis=0) / 2  # A1 frequency = MAF by construction
-    assert 0.02 < freq.min() and freq.max() < 0.58 and abs(freq.mean() - 0.275) < 0.03, seed
+    # A1 frequency = MAF by construction, drawn in [0.05, 0.5]; with ~180 people a SNP's sample
+    # frequency has sd ≈ 0.012 near 0.05, so the smallest of 400 reaches 0.014 in some seeds.
+    freq = np.nanmean(g, axis=0) / 2
+    assert 0.005 < freq.min() and freq.max() < 0.58 and abs(freq.mean() - 0.275) < 0.03, seed
 
 
 def test_plink_has_ld_blocks(cohort):
