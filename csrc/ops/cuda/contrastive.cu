@@ -1,0 +1,132 @@
+// CUDA glue of medcl::contrastive_lse and medcl::contrastive_lse_backward: checks, device guard,
+// current stream, launch. Kernels: contrastive_kernel.cuh. Tensor cores only: float16 and
+// bfloat16 inputs, and float32 as TF32 when torch allows TF32 matmuls; float64, float32 without
+// TF32 and D > 1024 are refused here (medcl/ops/contrastive.py routes them to its reference).
+#include <ATen/Context.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+#include <torch/version.h>
+
+#include <tuple>
+#include <type_traits>
+
+#include "ops/contrastive.h"
+#include "ops/cuda/contrastive_kernel.cuh"
+
+namespace medcl {
+namespace {
+
+// TF32 for float32 follows torch's own switch for CUDA matmuls. From torch 2.10 that is
+// torch.backends.cuda.matmul.fp32_precision == "tf32" (which the legacy allow_tf32 = True and
+// set_float32_matmul_precision("high") also set); Context::allowTF32CuBLAS() reads the same state
+// there but throws when the legacy and new settings disagree, so it is used only on older torch.
+bool tf32_allowed() {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 10)
+  return at::globalContext().float32Precision(at::Float32Backend::CUDA, at::Float32Op::MATMUL) ==
+         at::Float32Precision::TF32;
+#else
+  return at::globalContext().allowTF32CuBLAS();
+#endif
+}
+
+// The CUDA-only limits of one call (prepare_contrastive has checked the rest).
+void check_cuda_call(const char* op, const ContrastiveCall& c) {
+  const at::ScalarType t = c.a.scalar_type();
+  TORCH_CHECK(t != at::kDouble, op,
+              ": float64 has no CUDA kernel (tensor cores only); call medcl.ops.contrastive, "
+              "which routes float64 to the reference implementation");
+  TORCH_CHECK(t == at::kHalf || t == at::kBFloat16 || t == at::kFloat, op,
+              ": the CUDA kernel takes float16, bfloat16 or float32, got ", t);
+  TORCH_CHECK(t != at::kFloat || tf32_allowed(), op,
+              ": float32 inputs run on TF32 tensor cores, and TF32 matmuls are off "
+              "(torch.backends.cuda.matmul.fp32_precision is not 'tf32'); call "
+              "medcl.ops.contrastive, which routes such calls to the reference, or allow TF32 "
+              "with torch.backends.cuda.matmul.fp32_precision = 'tf32' (older torch: "
+              "torch.backends.cuda.matmul.allow_tf32 = True)");
+  TORCH_CHECK(c.D <= cuda::contrastive::kMaxD, op, ": the CUDA kernel takes D <= ",
+              cuda::contrastive::kMaxD, ", got D = ", c.D,
+              "; call medcl.ops.contrastive, which routes larger D to the reference");
+  int major = 0;
+  const cudaError_t err =
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, c.a.device().index());
+  TORCH_CHECK(err == cudaSuccess, op, ": cudaDeviceGetAttribute failed: ", cudaGetErrorString(err));
+  TORCH_CHECK(major >= 8, op, ": the CUDA kernel needs compute capability 8.0 or newer "
+              "(bfloat16 and TF32 tensor cores), got ", major, ".x");
+}
+
+// Calls f with a null T* for the kernel's element type T of `t`.
+template <typename F>
+void dispatch_mma_type(at::ScalarType t, F&& f) {
+  switch (t) {
+    case at::kHalf: f(static_cast<__half*>(nullptr)); break;
+    case at::kBFloat16: f(static_cast<__nv_bfloat16*>(nullptr)); break;
+    case at::kFloat: f(static_cast<float*>(nullptr)); break;
+    default: TORCH_CHECK(false, "medcl::contrastive_lse: no CUDA kernel for ", t);
+  }
+}
+
+template <typename T>
+const T* in_ptr(const at::Tensor& t) {  // at::Half / at::BFloat16 share __half / __nv_bfloat16's layout
+  return static_cast<const T*>(t.data_ptr());
+}
+
+// a (M, D), b (N, D), keep_a (M,), keep_b (N,) -> row_lse (M,), col_lse (N,), diag (M,) float32.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> contrastive_lse_cuda(
+    const at::Tensor& a, const at::Tensor& b, const at::Tensor& keep_a, const at::Tensor& keep_b,
+    double scale, int64_t offset, bool exclude_self) {
+  const c10::cuda::CUDAGuard guard(a.device());
+  const char* op = "medcl::contrastive_lse";
+  const auto c = prepare_contrastive(op, a, b, keep_a, keep_b, offset, exclude_self);
+  check_cuda_call(op, c);
+  const auto stat = c.a.options().dtype(c.stat_dtype);  // float32 here
+  at::Tensor row_lse = at::empty({c.M}, stat);
+  at::Tensor col_lse = at::empty({c.N}, stat);
+  at::Tensor diag = at::empty({c.M}, stat);
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  dispatch_mma_type(c.a.scalar_type(), [&](auto tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    const cudaError_t err = cuda::launch_contrastive_lse<T>(
+        in_ptr<T>(c.a), in_ptr<T>(c.b), c.keep_a.data_ptr<bool>(), c.keep_b.data_ptr<bool>(), c.M,
+        c.N, c.D, static_cast<float>(scale), offset, exclude_self, row_lse.data_ptr<float>(),
+        col_lse.data_ptr<float>(), diag.data_ptr<float>(), stream);
+    TORCH_CHECK(err == cudaSuccess, op, ": CUDA launch failed: ", cudaGetErrorString(err));
+  });
+  return {row_lse, col_lse, diag};
+}
+
+// The forward's arguments, its statistics and their gradients -> da (M, D), db (N, D).
+std::tuple<at::Tensor, at::Tensor> contrastive_lse_backward_cuda(
+    const at::Tensor& a, const at::Tensor& b, const at::Tensor& keep_a, const at::Tensor& keep_b,
+    double scale, int64_t offset, bool exclude_self, const at::Tensor& row_lse,
+    const at::Tensor& col_lse, const at::Tensor& g_row, const at::Tensor& g_col,
+    const at::Tensor& g_diag) {
+  const c10::cuda::CUDAGuard guard(a.device());
+  const char* op = "medcl::contrastive_lse_backward";
+  const auto c = prepare_contrastive(op, a, b, keep_a, keep_b, offset, exclude_self);
+  check_cuda_call(op, c);
+  const auto s = prepare_contrastive_grads(c, row_lse, col_lse, g_row, g_col, g_diag);
+  at::Tensor da = at::empty(c.a.sizes(), c.a.options());  // (M, D) contiguous
+  at::Tensor db = at::empty(c.b.sizes(), c.b.options());  // (N, D) contiguous
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  dispatch_mma_type(c.a.scalar_type(), [&](auto tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    const cudaError_t err = cuda::launch_contrastive_lse_backward<T>(
+        in_ptr<T>(c.a), in_ptr<T>(c.b), c.keep_a.data_ptr<bool>(), c.keep_b.data_ptr<bool>(), c.M,
+        c.N, c.D, static_cast<float>(scale), offset, exclude_self, s.row_lse.data_ptr<float>(),
+        s.col_lse.data_ptr<float>(), s.g_row.data_ptr<float>(), s.g_col.data_ptr<float>(),
+        s.g_diag.data_ptr<float>(), static_cast<T*>(da.data_ptr()),
+        static_cast<T*>(db.data_ptr()), stream);
+    TORCH_CHECK(err == cudaSuccess, op, ": CUDA launch failed: ", cudaGetErrorString(err));
+  });
+  return {da, db};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(medcl, CUDA, m) {
+  m.impl("contrastive_lse", &contrastive_lse_cuda);
+  m.impl("contrastive_lse_backward", &contrastive_lse_backward_cuda);
+}
+
+}  // namespace medcl
