@@ -70,8 +70,13 @@ def use_kernel(a: torch.Tensor) -> bool:
 
 
 def tf32_allowed() -> bool:
-    """fp32 CUDA inputs go through TF32 tensor cores only where the user allows TF32 matmuls."""
-    return torch.backends.cuda.matmul.allow_tf32 or torch.get_float32_matmul_precision() != "highest"
+    """fp32 CUDA inputs go through TF32 tensor cores only where the user allows TF32 matmuls
+    (torch.backends.cuda.matmul.fp32_precision == "tf32", which allow_tf32 = True and
+    set_float32_matmul_precision("high") also set; the CUDA glue reads the same switch)."""
+    precision = getattr(torch.backends.cuda.matmul, "fp32_precision", None)
+    if precision is not None:
+        return precision == "tf32"
+    return bool(torch.backends.cuda.matmul.allow_tf32)
 
 
 def lse(a: torch.Tensor, b: torch.Tensor, keep_a: torch.Tensor, keep_b: torch.Tensor, scale: float,
