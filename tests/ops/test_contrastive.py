@@ -262,7 +262,7 @@ def test_large_batches_match_reference(device, gen, B, D):
     a, b = _embeddings(gen, B, D)
     mask_a, mask_b = _random_mask(gen, B, 0.9), _random_mask(gen, B, 0.9)
     tau = torch.tensor(0.07, dtype=torch.float64, requires_grad=True)
-    dtype = torch.float32 if device == "cuda" else torch.float64
+    dtype = torch.float32 if device.type == "cuda" else torch.float64
     x, y = a.to(device, dtype), b.to(device, dtype)
     t = tau.detach().to(device, dtype).requires_grad_(True)
     kw = dict(alpha=0.75, mask_a=mask_a.to(device), mask_b=mask_b.to(device))
@@ -313,7 +313,7 @@ def naive_ntxent(z1, z2, tau, normalize):
 @pytest.mark.parametrize("normalize", [True, False])
 def test_ntxent_matches_naive_loop(device, gen, N, D, normalize):
     z1, z2 = _embeddings(gen, N, D, scale=1.0 if normalize else 0.3)
-    dtype = torch.float32 if device == "cuda" else torch.float64
+    dtype = torch.float32 if device.type == "cuda" else torch.float64
     got, got_grads = _value_and_grads(lambda p, q: ntxent_loss(p, q, temperature=0.5, normalize=normalize),
                                       z1.to(device, dtype), z2.to(device, dtype))
     want, want_grads = _value_and_grads(lambda p, q: naive_ntxent(p, q, 0.5, normalize), z1, z2)
