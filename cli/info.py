@@ -76,8 +76,9 @@ def command(as_json: bool, device: str) -> None:
     else:
         lines.append(f"build      reference ops only: {ext['reason']}")
     lines.append(f"device     {info['device']}")
+    width = max((len(op) for op in info["ops"]), default=0) + 1
     for op, where in info["ops"].items():
-        lines.append(f"op         {op:<12} cpu: {where['cpu']:<10} cuda: {where['cuda']}")
+        lines.append(f"op         {op:<{width}} cpu: {where['cpu']:<10} cuda: {where['cuda']}")
     if info["gpus"]:
         for g in info["gpus"]:
             lines.append(f"gpu        cuda:{g['index']} {g['name']} (sm {g['capability']}, {g['memory_gib']} GiB)")
