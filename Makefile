@@ -23,12 +23,14 @@ $(VENV)/.torch:
 	@touch $@
 
 # Build tools and every runtime, test and codec dependency, read from pyproject.toml (one list).
+# open_clip_torch (tests and bench load only its loss.py) needs torchvision, which has no build for this torch: --no-deps.
 $(VENV)/.deps: $(VENV)/.torch pyproject.toml
 	@mkdir -p build
 	$(PY) -c "import tomllib; d = tomllib.load(open('pyproject.toml', 'rb')); p = d['project']; \
 	  print('\n'.join(d['build-system']['requires'] + ['cmake', 'wheel'] + p['dependencies'] + \
 	  [r for extra in ('test', 'codecs') for r in p['optional-dependencies'][extra]]))" > build/requirements.txt
 	$(PIP) install -q -r build/requirements.txt
+	$(PIP) install -q --no-deps "open_clip_torch==3.3.0"
 	@touch $@
 
 venv: $(VENV)/.deps
@@ -106,6 +108,7 @@ wheel: venv
 
 bench: install
 	$(PY) bench/intensity.py
+	$(PY) bench/contrastive.py
 
 clean:
 	rm -rf build dist $(DEMO_OUT)
