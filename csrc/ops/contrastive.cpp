@@ -11,7 +11,8 @@ TORCH_LIBRARY_FRAGMENT(medcl, m) {
   // S_ij = scale * a_i . b_j   (fp32 accumulation for half types)
   // returns row_lse (M) = log sum_{j kept} exp S_ij, col_lse (N) = log sum_{i kept} exp S_ij
   // (-inf where nothing is kept), diag (M) = S_{i, (i + offset) mod N} whatever the masks;
-  // all three float64 for float64 inputs, else float32. Memory: O(M + N) besides the inputs.
+  // all three float64 for float32 and float64 inputs, float32 for half types.
+  // Memory: O(M + N) besides the inputs.
   m.def("contrastive_lse(Tensor a, Tensor b, Tensor keep_a, Tensor keep_b, float scale, "
         "int offset, bool exclude_self) -> (Tensor, Tensor, Tensor)");
   // Given the statistics and their upstream gradients g_row (M), g_col (N), g_diag (M):

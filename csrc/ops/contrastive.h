@@ -6,11 +6,18 @@
 
 namespace medcl {
 
+// Statistics are float64 for float32 inputs too: a log-sum-exp near the logit scale (CLIP's
+// 100) held in float32 loses ~ulp(100)/2 = 4e-6, which is all of a confident pair's loss
+// lse - diag and of its gradient exp(s - lse) - 1. Half types keep float32 statistics.
+inline at::ScalarType stat_dtype_for(at::ScalarType input) {
+  return input == at::kDouble || input == at::kFloat ? at::kDouble : at::kFloat;
+}
+
 // Checked, contiguous arguments of one call.
 struct ContrastiveCall {
   at::Tensor a, b, keep_a, keep_b;
   int64_t M, N, D;
-  at::ScalarType stat_dtype;  // float64 for float64 inputs, else float32
+  at::ScalarType stat_dtype;  // float64 for float32 / float64 inputs, float32 for half types
 };
 
 inline ContrastiveCall prepare_contrastive(const char* op, const at::Tensor& a, const at::Tensor& b,
@@ -36,7 +43,7 @@ inline ContrastiveCall prepare_contrastive(const char* op, const at::Tensor& a, 
   }
   return {a.contiguous(), b.contiguous(), keep_a.contiguous(), keep_b.contiguous(),
           a.size(0), b.size(0), a.size(1),
-          a.scalar_type() == at::kDouble ? at::kDouble : at::kFloat};
+          stat_dtype_for(a.scalar_type())};
 }
 
 // The backward's statistics and upstream gradients, checked and contiguous.

@@ -83,7 +83,7 @@ def test_statistics_and_gradients_match_reference(device, gen, M, N, D, dtype, m
     want = contrastive_lse_reference(xr, yr, *args)
     tol_stats, tol_grads = TOL[(dev, dtype)]
     for g, w in zip(got, want):
-        assert g.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
+        assert g.dtype == (torch.float64 if dtype in (torch.float64, torch.float32) else torch.float32)
         _close(g, w, tol_stats)
     # Upstream gradients: random where the statistic is finite, 0 where it is -inf (as a loss gives).
     ups = [torch.where(torch.isfinite(w), torch.randn(w.shape, generator=gen, dtype=torch.float64), 0.0)

@@ -71,7 +71,8 @@ const T* in_ptr(const at::Tensor& t) {  // at::Half / at::BFloat16 share __half 
   return static_cast<const T*>(t.data_ptr());
 }
 
-// a (M, D), b (N, D), keep_a (M,), keep_b (N,) -> row_lse (M,), col_lse (N,), diag (M,) float32.
+// a (M, D), b (N, D), keep_a (M,), keep_b (N,) -> row_lse (M,), col_lse (N,), diag (M,) in
+// stat_dtype (the kernels compute float32; float32 inputs get them as float64, see contrastive.h).
 std::tuple<at::Tensor, at::Tensor, at::Tensor> contrastive_lse_cuda(
     const at::Tensor& a, const at::Tensor& b, const at::Tensor& keep_a, const at::Tensor& keep_b,
     double scale, int64_t offset, bool exclude_self) {
@@ -79,7 +80,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> contrastive_lse_cuda(
   const char* op = "medcl::contrastive_lse";
   const auto c = prepare_contrastive(op, a, b, keep_a, keep_b, offset, exclude_self);
   check_cuda_call(op, c);
-  const auto stat = c.a.options().dtype(c.stat_dtype);  // float32 here
+  const auto stat = c.a.options().dtype(at::kFloat);  // the kernels' statistics; stat_dtype on return
   at::Tensor row_lse = at::empty({c.M}, stat);
   at::Tensor col_lse = at::empty({c.N}, stat);
   at::Tensor diag = at::empty({c.M}, stat);
@@ -92,7 +93,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> contrastive_lse_cuda(
         col_lse.data_ptr<float>(), diag.data_ptr<float>(), stream);
     TORCH_CHECK(err == cudaSuccess, op, ": CUDA launch failed: ", cudaGetErrorString(err));
   });
-  return {row_lse, col_lse, diag};
+  return {row_lse.to(c.stat_dtype), col_lse.to(c.stat_dtype), diag.to(c.stat_dtype)};
 }
 
 // The forward's arguments, its statistics and their gradients -> da (M, D), db (N, D).
@@ -105,7 +106,10 @@ std::tuple<at::Tensor, at::Tensor> contrastive_lse_backward_cuda(
   const char* op = "medcl::contrastive_lse_backward";
   const auto c = prepare_contrastive(op, a, b, keep_a, keep_b, offset, exclude_self);
   check_cuda_call(op, c);
-  const auto s = prepare_contrastive_grads(c, row_lse, col_lse, g_row, g_col, g_diag);
+  auto s = prepare_contrastive_grads(c, row_lse, col_lse, g_row, g_col, g_diag);
+  for (at::Tensor* t : {&s.row_lse, &s.col_lse, &s.g_row, &s.g_col, &s.g_diag}) {
+    *t = t->to(at::kFloat).contiguous();  // float64 for float32 inputs; the kernels read float32
+  }
   at::Tensor da = at::empty(c.a.sizes(), c.a.options());  // (M, D) contiguous
   at::Tensor db = at::empty(c.b.sizes(), c.b.options());  // (N, D) contiguous
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
