@@ -1,0 +1,100 @@
+"""medcl.ops.sinkhorn and torch.ops.medcl.sinkhorn_log against the float64 loop reference:
+values, marginals, gradients, gradcheck, opcheck, batching, noise, Hungarian matching."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from medcl import _extension
+from medcl.ops import hungarian, sinkhorn
+from medcl.ops.sinkhorn import sinkhorn_log_reference
+
+needs_kernel = pytest.mark.skipif(not _extension.state().loaded, reason="medcl._C not built")
+
+
+def _rel(got, want):
+    got, want = got.detach().double().cpu(), want.detach().double().cpu()
+    return float((got - want).abs().max() / want.abs().max().clamp_min(1.0))
+
+
+@needs_kernel
+@pytest.mark.parametrize("B,N", [(1, 1), (3, 2), (5, 3), (4, 9), (2, 16), (3, 36), (2, 64), (1, 100), (2, 128)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_op_matches_reference_values_and_gradients(device, gen, B, N, dtype):
+    n_iters = int(torch.randint(1, 12, (1,), generator=gen))
+    x = (3 * torch.randn(B, N, N, generator=gen, dtype=torch.float64)).to(device, dtype)
+    x.requires_grad_(True)
+    out, rows, cols = torch.ops.medcl.sinkhorn_log(x, n_iters)
+    xr = x.detach().double().requires_grad_(True)
+    want = sinkhorn_log_reference(xr, n_iters)
+    tol = 1e-12 if dtype == torch.float64 else 2e-5
+    for g, w in zip((out, rows, cols), want):
+        assert g.dtype == dtype and g.shape == w.shape
+        assert _rel(g, w) < tol
+    grad_out = torch.randn(B, N, N, generator=gen, dtype=torch.float64)
+    gx, = torch.autograd.grad(out, x, grad_out.to(device, dtype))
+    gx_ref, = torch.autograd.grad(want[0], xr, grad_out)
+    assert _rel(gx, gx_ref) < (1e-10 if dtype == torch.float64 else 1e-4)
+
+
+@pytest.mark.parametrize("N", [2, 9, 36])
+def test_marginals_converge(device, gen, N):
+    x = torch.randn(8, N, N, generator=gen, dtype=torch.float64).to(device)
+    p = sinkhorn(x, n_iters=300, tau=1.0).exp()
+    assert (p.sum(1) - 1).abs().max() < 1e-5                        # columns: exact after the last step
+    assert (p.sum(2) - 1).abs().max() < 1e-5                        # rows: converged
+
+
+def test_public_function_gradcheck_float64(gen):
+    x = torch.randn(2, 4, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: sinkhorn(t, n_iters=5, tau=0.7), (x,))
+    assert torch.autograd.gradgradcheck(lambda t: sinkhorn(t, n_iters=3, tau=0.7), (x,))
+
+
+@needs_kernel
+def test_opcheck(device, gen):
+    x = torch.randn(3, 5, 5, generator=gen, dtype=torch.float64).to(device).requires_grad_(True)
+    torch.library.opcheck(torch.ops.medcl.sinkhorn_log, (x, 4))
+    out, rows, cols = torch.ops.medcl.sinkhorn_log(x.detach(), 4)
+    g = torch.randn(3, 5, 5, generator=gen, dtype=torch.float64).to(device)
+    torch.library.opcheck(torch.ops.medcl.sinkhorn_log_backward, (g, x.detach(), rows, cols))
+
+
+def test_batched_equals_one_matrix_at_a_time(device, gen):
+    x = torch.randn(6, 7, 7, generator=gen).to(device)
+    whole = sinkhorn(x, n_iters=15, tau=0.5)
+    for b in range(6):
+        assert torch.allclose(whole[b], sinkhorn(x[b:b + 1], n_iters=15, tau=0.5)[0], atol=1e-6)
+
+
+def test_noise_is_reproducible_and_changes_the_result(gen):
+    x = torch.randn(4, 5, 5, generator=gen)
+    seed = int(torch.randint(0, 2 ** 31, (1,), generator=gen))
+    one = sinkhorn(x, noise=1.0, generator=torch.Generator().manual_seed(seed))
+    two = sinkhorn(x, noise=1.0, generator=torch.Generator().manual_seed(seed))
+    assert torch.equal(one, two)
+    assert not torch.allclose(one, sinkhorn(x))
+
+
+def test_small_tau_recovers_the_permutation_by_hungarian(device, gen):
+    B, N = 16, 9
+    perm = torch.stack([torch.randperm(N, generator=gen) for _ in range(B)])      # (B, N)
+    scores = torch.randn(B, N, N, generator=gen) * 0.3
+    scores[torch.arange(B)[:, None], torch.arange(N)[None, :], perm] += 3.0
+    log_p = sinkhorn(scores.to(device), n_iters=30, tau=0.1)
+    assert torch.equal(hungarian(log_p).cpu(), perm)
+    assert torch.equal(log_p.exp().argmax(2).cpu(), perm)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(x=torch.zeros(2, 3, 4)), "must be \\(B, N, N\\)"),
+    (dict(x=torch.zeros(1, 129, 129)), "N must be 1 .. 128"),
+    (dict(x=torch.zeros(1, 3, 3), n_iters=0), "n_iters must be >= 1"),
+    (dict(x=torch.zeros(1, 3, 3), tau=0.0), "tau must be > 0"),
+    (dict(x=torch.zeros(1, 3, 3), noise=-1.0), "noise must be >= 0"),
+    (dict(x=torch.zeros(1, 3, 3, dtype=torch.long)), "must be floating"),
+])
+def test_rejects_bad_arguments(kwargs, match):
+    x = kwargs.pop("x")
+    with pytest.raises(ValueError, match=match):
+        sinkhorn(x, **kwargs)
