@@ -9,19 +9,10 @@
 #include <tuple>
 
 #include "ops/cuda/sinkhorn_kernel.cuh"
+#include "ops/sinkhorn.h"
 
 namespace medcl {
 namespace {
-
-void check_x(const char* op, const at::Tensor& x) {
-  TORCH_CHECK(x.is_cuda(), op, ": x must be a CUDA tensor, got one on ", x.device());
-  TORCH_CHECK(x.dim() == 3 && x.size(1) == x.size(2), op, ": x must be (B, N, N), got ",
-              x.sizes());
-  TORCH_CHECK(x.size(1) >= 1 && x.size(1) <= cuda::sinkhorn::kMaxN, op, ": N must be 1 .. ",
-              cuda::sinkhorn::kMaxN, ", got ", x.size(1));
-  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble, op,
-              ": x must be float32 or float64, got ", x.scalar_type());
-}
 
 void check_iters(const char* op, int64_t n_iters) {
   TORCH_CHECK(n_iters >= 1 && n_iters <= std::numeric_limits<int>::max(), op,
@@ -31,7 +22,7 @@ void check_iters(const char* op, int64_t n_iters) {
 std::tuple<at::Tensor, at::Tensor, at::Tensor> sinkhorn_log_cuda(const at::Tensor& x_in,
                                                                  int64_t n_iters) {
   const char* op = "medcl::sinkhorn_log";
-  check_x(op, x_in);
+  check_sinkhorn_x(op, x_in);
   check_iters(op, n_iters);
   const c10::cuda::CUDAGuard guard(x_in.device());
   const at::Tensor x = x_in.contiguous();
@@ -58,21 +49,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sinkhorn_log_cuda(const at::Tenso
 at::Tensor sinkhorn_log_backward_cuda(const at::Tensor& grad_out_in, const at::Tensor& x_in,
                                       const at::Tensor& row_pot_in, const at::Tensor& col_pot_in) {
   const char* op = "medcl::sinkhorn_log_backward";
-  check_x(op, x_in);
-  const int64_t B = x_in.size(0), N = x_in.size(1);
-  TORCH_CHECK(grad_out_in.sizes() == x_in.sizes(), op, ": grad_out must be ", x_in.sizes(),
-              ", got ", grad_out_in.sizes());
-  TORCH_CHECK(row_pot_in.dim() == 3 && row_pot_in.size(0) == B && row_pot_in.size(2) == N &&
-                  col_pot_in.sizes() == row_pot_in.sizes(),
-              op, ": row_pot and col_pot must be (B, n_iters, N) = (", B, ", T, ", N, "), got ",
-              row_pot_in.sizes(), " and ", col_pot_in.sizes());
-  const int64_t n_iters = row_pot_in.size(1);
+  const int64_t n_iters = check_sinkhorn_backward(grad_out_in, x_in, row_pot_in, col_pot_in);
   check_iters(op, n_iters);
-  for (const at::Tensor* t : {&grad_out_in, &row_pot_in, &col_pot_in}) {
-    TORCH_CHECK(t->scalar_type() == x_in.scalar_type() && t->device() == x_in.device(), op,
-                ": all tensors must be ", x_in.scalar_type(), " on ", x_in.device(), ", got ",
-                t->scalar_type(), " on ", t->device());
-  }
+  const int64_t B = x_in.size(0), N = x_in.size(1);
   const c10::cuda::CUDAGuard guard(x_in.device());
   const at::Tensor x = x_in.contiguous(), grad_out = grad_out_in.contiguous();
   const at::Tensor row_pot = row_pot_in.contiguous(), col_pot = col_pot_in.contiguous();
