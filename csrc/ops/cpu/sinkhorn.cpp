@@ -1,5 +1,6 @@
-// CPU kernels of medcl::sinkhorn_log and its backward: parallel over the batch, each matrix
-// (N <= 128, at most 128 KB) iterated in place in a thread-local buffer that stays in cache.
+// CPU kernels of medcl::sinkhorn_log and its backward: the whole iteration loop per chunk of
+// kL matrices, interleaved so that the SIMD lanes run across matrices (see kL), in parallel over
+// chunks; only the potentials are written besides the output.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -16,109 +17,157 @@
 namespace medcl {
 namespace {
 
-// ---- loops over one contiguous row of n entries (vectorised; float clones for AVX2) ----------
+// Layout: kL matrices at a time, interleaved: buf[(i * N + j) * kL + l] is entry (i, j) of
+// matrix l of the chunk. Every loop's innermost index is the lane l, so it vectorises whatever N
+// is (N = 4 and N = 128 alike); a chunk of kL float matrices of N = 128 is 1 MB (L2-sized).
+constexpr int64_t kL = 16;
 
-// log sum_j exp(v[j]); -inf when every entry is -inf.
-template <typename T>
-inline __attribute__((always_inline)) T row_lse_body(const T* v, int64_t n) {
-  T lane[kLanes];
-  std::fill(lane, lane + kLanes, kNegInf<T>);
-  int64_t j = 0;
-  for (; j + kLanes <= n; j += kLanes)
-    for (int64_t l = 0; l < kLanes; ++l) lane[l] = lane[l] > v[j + l] ? lane[l] : v[j + l];
-  for (; j < n; ++j) lane[0] = lane[0] > v[j] ? lane[0] : v[j];
-  const T m = *std::max_element(lane, lane + kLanes);
-  if (m == kNegInf<T>) return m;
-  std::fill(lane, lane + kLanes, T(0));
-  j = 0;
-  for (; j + kLanes <= n; j += kLanes)
-    for (int64_t l = 0; l < kLanes; ++l) lane[l] += exp_any(v[j + l] - m);
-  for (; j < n; ++j) lane[0] += exp_any(v[j] - m);
-  T s = T(0);
-  for (int64_t l = 0; l < kLanes; ++l) s += lane[l];
-  return m + std::log(s);
-}
+// The lane loops carry no dependence between lanes: tell the vectoriser (OpenMP simd; the
+// build links OpenMP, and without it the pragma is ignored).
+#define MEDCL_SIMD _Pragma("omp simd")
 
-// acc[j] = max(acc[j], v[j]).
+// Row log-sum-exps of a chunk: out (N, kL), line i over the contiguous entries j.
 template <typename T>
-inline __attribute__((always_inline)) void max_into_body(T* acc, const T* v, int64_t n) {
-  for (int64_t j = 0; j < n; ++j) acc[j] = acc[j] > v[j] ? acc[j] : v[j];
-}
-
-// acc[j] += exp(v[j] - m[j]) (0 where m[j] is -inf: the column is all -inf).
-template <typename T>
-inline __attribute__((always_inline)) void sumexp_into_body(T* acc, const T* v, const T* m, int64_t n) {
-  for (int64_t j = 0; j < n; ++j) acc[j] += m[j] == kNegInf<T> ? T(0) : exp_any(v[j] - m[j]);
-}
-
-// v[j] -= a + b[j].
-template <typename T>
-inline __attribute__((always_inline)) void sub_body(T* v, T a, const T* b, int64_t n) {
-  for (int64_t j = 0; j < n; ++j) v[j] -= a + b[j];
-}
-
-// Backward, column step for one row i: z = x - R_i - C, y = z + c; g -= exp(z) colsum.
-template <typename T>
-inline __attribute__((always_inline)) void col_back_body(T* g, T* y, const T* x, T R_i, const T* C,
-                                                         const T* c, const T* colsum, int64_t n) {
-  for (int64_t j = 0; j < n; ++j) {
-    const T z = x[j] - R_i - C[j];
-    y[j] = z + c[j];
-    g[j] -= exp_any(z) * colsum[j];
+inline __attribute__((always_inline)) void chunk_row_lse(const T* __restrict__ buf, int64_t N, T* __restrict__ out) {
+  for (int64_t i = 0; i < N; ++i) {
+    T m[kL], s[kL] = {};
+    MEDCL_SIMD for (int64_t l = 0; l < kL; ++l) m[l] = kNegInf<T>;
+    const T* row = buf + i * N * kL;
+    for (int64_t j = 0; j < N; ++j)
+      MEDCL_SIMD for (int64_t l = 0; l < kL; ++l) m[l] = m[l] > row[j * kL + l] ? m[l] : row[j * kL + l];
+    for (int64_t j = 0; j < N; ++j)
+      MEDCL_SIMD for (int64_t l = 0; l < kL; ++l) s[l] += exp_any(row[j * kL + l] - m[l]);
+    MEDCL_SIMD for (int64_t l = 0; l < kL; ++l)
+      out[i * kL + l] = m[l] == kNegInf<T> ? m[l] : m[l] + log_ge1(s[l] > T(1) ? s[l] : T(1));
   }
 }
 
-// Backward, row step for one row: g -= exp(y) * sum(g).
+// Column log-sum-exps of a chunk: out (N, kL). Rows are swept in order (never a column walk,
+// whose stride of N kL entries lands every access in one L1 set); sum (N, kL) scratch.
 template <typename T>
-inline __attribute__((always_inline)) void row_back_body(T* g, const T* y, int64_t n) {
-  T lane[kLanes] = {};
-  int64_t j = 0;
-  for (; j + kLanes <= n; j += kLanes)
-    for (int64_t l = 0; l < kLanes; ++l) lane[l] += g[j + l];
-  for (; j < n; ++j) lane[0] += g[j];
-  T rowsum = T(0);
-  for (int64_t l = 0; l < kLanes; ++l) rowsum += lane[l];
-  for (j = 0; j < n; ++j) g[j] -= exp_any(y[j]) * rowsum;
+inline __attribute__((always_inline)) void chunk_col_lse(const T* __restrict__ buf, int64_t N, T* __restrict__ out,
+                                                         T* __restrict__ sum) {
+  const int64_t NL = N * kL;
+  MEDCL_SIMD for (int64_t k = 0; k < NL; ++k) {
+    out[k] = kNegInf<T>;
+    sum[k] = T(0);
+  }
+  for (int64_t i = 0; i < N; ++i)
+    MEDCL_SIMD for (int64_t k = 0; k < NL; ++k) out[k] = out[k] > buf[i * NL + k] ? out[k] : buf[i * NL + k];
+  for (int64_t i = 0; i < N; ++i)
+    MEDCL_SIMD for (int64_t k = 0; k < NL; ++k) sum[k] += exp_any(buf[i * NL + k] - out[k]);
+  MEDCL_SIMD for (int64_t k = 0; k < NL; ++k)
+    out[k] = out[k] == kNegInf<T> ? out[k] : out[k] + log_ge1(sum[k] > T(1) ? sum[k] : T(1));
 }
 
-// acc[j] += v[j].
+// Forward of one chunk: buf (N, N, kL) in place; r, c (T, N, kL) receive the potentials.
 template <typename T>
-inline __attribute__((always_inline)) void add_into_body(T* acc, const T* v, int64_t n) {
-  for (int64_t j = 0; j < n; ++j) acc[j] += v[j];
-}
-
-#define MEDCL_SINKHORN_LOOPS(T, CLONES)                                                             \
-  CLONES T row_lse(const T* v, int64_t n) { return row_lse_body(v, n); }                          \
-  CLONES void max_into(T* acc, const T* v, int64_t n) { max_into_body(acc, v, n); }               \
-  CLONES void sumexp_into(T* acc, const T* v, const T* m, int64_t n) { sumexp_into_body(acc, v, m, n); } \
-  CLONES void sub(T* v, T a, const T* b, int64_t n) { sub_body(v, a, b, n); }                     \
-  CLONES void col_back(T* g, T* y, const T* x, T R_i, const T* C, const T* c, const T* cs, int64_t n) { \
-    col_back_body(g, y, x, R_i, C, c, cs, n);                                                     \
-  }                                                                                               \
-  CLONES void row_back(T* g, const T* y, int64_t n) { row_back_body(g, y, n); }                   \
-  CLONES void add_into(T* acc, const T* v, int64_t n) { add_into_body(acc, v, n); }
-MEDCL_SINKHORN_LOOPS(float, MEDCL_CLONES)
-MEDCL_SINKHORN_LOOPS(double, )
-#undef MEDCL_SINKHORN_LOOPS
-
-// One matrix: x (N, N) in place through T iterations; r, c (T, N) receive the potentials;
-// m, s (N) scratch for the column statistics (rows are swept, so every access is contiguous).
-template <typename T>
-void sinkhorn_one(T* x, T* r, T* c, T* m, T* s, const T* zeros, int64_t N, int64_t T_iters) {
+inline __attribute__((always_inline)) void chunk_forward_body(T* __restrict__ buf, T* __restrict__ r,
+                                                              T* __restrict__ c, T* __restrict__ sum,
+                                                              int64_t N, int64_t T_iters) {
+  const int64_t NL = N * kL;
   for (int64_t t = 0; t < T_iters; ++t) {
-    T* rt = r + t * N;
-    T* ct = c + t * N;
-    for (int64_t i = 0; i < N; ++i) {
-      rt[i] = row_lse(x + i * N, N);
-      sub(x + i * N, rt[i], zeros, N);
-    }
-    std::fill(m, m + N, kNegInf<T>);
-    std::fill(s, s + N, T(0));
-    for (int64_t i = 0; i < N; ++i) max_into(m, x + i * N, N);
-    for (int64_t i = 0; i < N; ++i) sumexp_into(s, x + i * N, m, N);
-    for (int64_t j = 0; j < N; ++j) ct[j] = m[j] == kNegInf<T> ? m[j] : m[j] + std::log(s[j]);
-    for (int64_t i = 0; i < N; ++i) sub(x + i * N, T(0), ct, N);
+    T* rt = r + t * NL;
+    T* ct = c + t * NL;
+    chunk_row_lse(buf, N, rt);
+    for (int64_t i = 0; i < N; ++i)
+      for (int64_t j = 0; j < N; ++j)
+        MEDCL_SIMD for (int64_t l = 0; l < kL; ++l) buf[(i * N + j) * kL + l] -= rt[i * kL + l];
+    chunk_col_lse(buf, N, ct, sum);
+    for (int64_t i = 0; i < N; ++i)
+      MEDCL_SIMD for (int64_t k = 0; k < NL; ++k) buf[i * NL + k] -= ct[k];
   }
+}
+
+// Backward of one chunk: g (N, N, kL) holds grad_out and becomes grad_x; x (N, N, kL); r, c
+// (T, N, kL); y (N, N, kL), R, C, sum (N, kL) scratch. R, C: running sums of the potentials,
+// walked from the totals down; z_t = x - R - C, y_t = z_t + c_t.
+template <typename T>
+inline __attribute__((always_inline)) void chunk_backward_body(T* __restrict__ g, const T* __restrict__ x,
+                                                               const T* __restrict__ r, const T* __restrict__ c,
+                                                               T* __restrict__ y, T* __restrict__ R,
+                                                               T* __restrict__ C, T* __restrict__ sum,
+                                                               int64_t N, int64_t T_iters) {
+  const int64_t NL = N * kL;
+  std::fill(R, R + NL, T(0));
+  std::fill(C, C + NL, T(0));
+  for (int64_t t = 0; t < T_iters; ++t)
+    MEDCL_SIMD for (int64_t k = 0; k < NL; ++k) {
+      R[k] += r[t * NL + k];
+      C[k] += c[t * NL + k];
+    }
+  for (int64_t t = T_iters - 1; t >= 0; --t) {
+    const T* ct = c + t * NL;
+    std::fill(sum, sum + NL, T(0));                        // column sums of g
+    for (int64_t i = 0; i < N; ++i)
+      for (int64_t j = 0; j < N; ++j)
+        MEDCL_SIMD for (int64_t l = 0; l < kL; ++l) sum[j * kL + l] += g[(i * N + j) * kL + l];
+    for (int64_t i = 0; i < N; ++i)                        // gy = g - softmax_col(y_t) * column sums
+      for (int64_t j = 0; j < N; ++j)
+        MEDCL_SIMD for (int64_t l = 0; l < kL; ++l) {
+          const int64_t e = (i * N + j) * kL + l;
+          const T z = x[e] - R[i * kL + l] - C[j * kL + l];
+          y[e] = z + ct[j * kL + l];
+          g[e] -= exp_any(z) * sum[j * kL + l];
+        }
+    std::fill(sum, sum + NL, T(0));                        // row sums of gy
+    for (int64_t i = 0; i < N; ++i)
+      for (int64_t j = 0; j < N; ++j)
+        MEDCL_SIMD for (int64_t l = 0; l < kL; ++l) sum[i * kL + l] += g[(i * N + j) * kL + l];
+    for (int64_t i = 0; i < N; ++i)                        // gx = gy - softmax_row(x_t) * row sums
+      for (int64_t j = 0; j < N; ++j)
+        MEDCL_SIMD for (int64_t l = 0; l < kL; ++l) {
+          const int64_t e = (i * N + j) * kL + l;
+          g[e] -= exp_any(y[e]) * sum[i * kL + l];
+        }
+    MEDCL_SIMD for (int64_t k = 0; k < NL; ++k) {
+      R[k] -= r[t * NL + k];
+      C[k] -= ct[k];
+    }
+  }
+}
+
+MEDCL_CLONES void chunk_forward(float* buf, float* r, float* c, float* sum, int64_t N, int64_t T_iters) {
+  chunk_forward_body(buf, r, c, sum, N, T_iters);
+}
+void chunk_forward(double* buf, double* r, double* c, double* sum, int64_t N, int64_t T_iters) {
+  chunk_forward_body(buf, r, c, sum, N, T_iters);
+}
+MEDCL_CLONES void chunk_backward(float* g, const float* x, const float* r, const float* c, float* y, float* R,
+                                 float* C, float* sum, int64_t N, int64_t T_iters) {
+  chunk_backward_body(g, x, r, c, y, R, C, sum, N, T_iters);
+}
+void chunk_backward(double* g, const double* x, const double* r, const double* c, double* y, double* R,
+                    double* C, double* sum, int64_t N, int64_t T_iters) {
+  chunk_backward_body(g, x, r, c, y, R, C, sum, N, T_iters);
+}
+
+// Matrices [b0, b0 + n) of src (B, rows, N) into the interleaved dst (rows, N, kL); lanes past
+// n are zero (their results are never read).
+template <typename T>
+void gather_chunk(const T* src, int64_t b0, int64_t n, int64_t per, T* dst) {
+  std::fill(dst, dst + per * kL, T(0));
+  for (int64_t l = 0; l < n; ++l) {
+    const T* m = src + (b0 + l) * per;
+    for (int64_t e = 0; e < per; ++e) dst[e * kL + l] = m[e];
+  }
+}
+
+template <typename T>
+void scatter_chunk(const T* src, int64_t b0, int64_t n, int64_t per, T* dst) {
+  for (int64_t l = 0; l < n; ++l) {
+    T* m = dst + (b0 + l) * per;
+    for (int64_t e = 0; e < per; ++e) m[e] = src[e * kL + l];
+  }
+}
+
+// Chunks of kL matrices, in parallel over chunks.
+template <typename F>
+void for_each_chunk(int64_t B, const F& f) {
+  const int64_t chunks = (B + kL - 1) / kL;
+  at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t k = c0; k < c1; ++k) f(k * kL, std::min(kL, B - k * kL));
+  });
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> sinkhorn_log_cpu(const at::Tensor& x_in, int64_t n_iters) {
@@ -126,65 +175,45 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sinkhorn_log_cpu(const at::Tensor
   TORCH_CHECK(n_iters >= 1, "medcl::sinkhorn_log: n_iters must be >= 1, got ", n_iters);
   const at::Tensor x = x_in.contiguous();
   const int64_t B = x.size(0), N = x.size(1);
-  at::Tensor out = x.clone();
+  at::Tensor out = at::empty_like(x);
   at::Tensor row_pot = at::empty({B, n_iters, N}, x.options());
   at::Tensor col_pot = at::empty({B, n_iters, N}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "medcl::sinkhorn_log", [&] {
-    scalar_t* o = out.data_ptr<scalar_t>();
-    scalar_t* r = row_pot.data_ptr<scalar_t>();
-    scalar_t* c = col_pot.data_ptr<scalar_t>();
-    at::parallel_for(0, B, std::max<int64_t>(1, 4096 / (N * N)), [&](int64_t b0, int64_t b1) {
-      std::vector<scalar_t> m(N), s(N), zeros(N, scalar_t(0));
-      for (int64_t b = b0; b < b1; ++b) {
-        sinkhorn_one(o + b * N * N, r + b * n_iters * N, c + b * n_iters * N, m.data(), s.data(),
-                     zeros.data(), N, n_iters);
-      }
+    using T = scalar_t;
+    const T* xp = x.data_ptr<T>();
+    T *o = out.data_ptr<T>(), *r = row_pot.data_ptr<T>(), *c = col_pot.data_ptr<T>();
+    for_each_chunk(B, [&](int64_t b0, int64_t n) {
+      std::vector<T> buf(N * N * kL), rc(n_iters * N * kL), cc(n_iters * N * kL), sum(N * kL);
+      gather_chunk(xp, b0, n, N * N, buf.data());
+      chunk_forward(buf.data(), rc.data(), cc.data(), sum.data(), N, n_iters);
+      scatter_chunk(buf.data(), b0, n, N * N, o);
+      scatter_chunk(rc.data(), b0, n, n_iters * N, r);
+      scatter_chunk(cc.data(), b0, n, n_iters * N, c);
     });
   });
   return {out, row_pot, col_pot};
-}
-
-// One matrix's backward: g (N, N) holds grad_out and becomes grad_x; y (N, N), R, C, colsum (N)
-// are scratch. R, C hold the running sums of the potentials, walked from the totals down.
-template <typename T>
-void sinkhorn_backward_one(T* g, const T* x, const T* r, const T* c, T* y, T* R, T* C, T* colsum,
-                           int64_t N, int64_t T_iters) {
-  std::fill(R, R + N, T(0));
-  std::fill(C, C + N, T(0));
-  for (int64_t t = 0; t < T_iters; ++t) {
-    add_into(R, r + t * N, N);
-    add_into(C, c + t * N, N);
-  }
-  for (int64_t t = T_iters - 1; t >= 0; --t) {
-    // R = r_0 + .. + r_t, C = c_0 + .. + c_t: z_t = x - R - C, y_t = z_t + c_t.
-    std::fill(colsum, colsum + N, T(0));
-    for (int64_t i = 0; i < N; ++i) add_into(colsum, g + i * N, N);
-    for (int64_t i = 0; i < N; ++i) {  // gy = g - softmax_col(y_t) * column sums of g
-      col_back(g + i * N, y + i * N, x + i * N, R[i], C, c + t * N, colsum, N);
-    }
-    for (int64_t i = 0; i < N; ++i) row_back(g + i * N, y + i * N, N);  // gx = gy - softmax_row(x_t) * row sums
-    for (int64_t i = 0; i < N; ++i) R[i] -= r[t * N + i];
-    for (int64_t j = 0; j < N; ++j) C[j] -= c[t * N + j];
-  }
 }
 
 at::Tensor sinkhorn_log_backward_cpu(const at::Tensor& grad_out, const at::Tensor& x_in,
                                      const at::Tensor& row_pot_in, const at::Tensor& col_pot_in) {
   const int64_t T_iters = check_sinkhorn_backward(grad_out, x_in, row_pot_in, col_pot_in);
   const at::Tensor x = x_in.contiguous(), row_pot = row_pot_in.contiguous(), col_pot = col_pot_in.contiguous();
+  const at::Tensor go = grad_out.contiguous();
   const int64_t B = x.size(0), N = x.size(1);
-  at::Tensor grad = grad_out.contiguous().clone();
+  at::Tensor grad = at::empty_like(x);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "medcl::sinkhorn_log_backward", [&] {
-    scalar_t* g = grad.data_ptr<scalar_t>();
-    const scalar_t* xp = x.data_ptr<scalar_t>();
-    const scalar_t* r = row_pot.data_ptr<scalar_t>();
-    const scalar_t* c = col_pot.data_ptr<scalar_t>();
-    at::parallel_for(0, B, std::max<int64_t>(1, 4096 / (N * N)), [&](int64_t b0, int64_t b1) {
-      std::vector<scalar_t> y(N * N), R(N), C(N), colsum(N);
-      for (int64_t b = b0; b < b1; ++b) {
-        sinkhorn_backward_one(g + b * N * N, xp + b * N * N, r + b * T_iters * N, c + b * T_iters * N,
-                              y.data(), R.data(), C.data(), colsum.data(), N, T_iters);
-      }
+    using T = scalar_t;
+    const T *gp = go.data_ptr<T>(), *xp = x.data_ptr<T>(), *rp = row_pot.data_ptr<T>(), *cp = col_pot.data_ptr<T>();
+    T* out = grad.data_ptr<T>();
+    for_each_chunk(B, [&](int64_t b0, int64_t n) {
+      std::vector<T> g(N * N * kL), xb(N * N * kL), y(N * N * kL), r(T_iters * N * kL), c(T_iters * N * kL);
+      std::vector<T> R(N * kL), C(N * kL), sum(N * kL);
+      gather_chunk(gp, b0, n, N * N, g.data());
+      gather_chunk(xp, b0, n, N * N, xb.data());
+      gather_chunk(rp, b0, n, T_iters * N, r.data());
+      gather_chunk(cp, b0, n, T_iters * N, c.data());
+      chunk_backward(g.data(), xb.data(), r.data(), c.data(), y.data(), R.data(), C.data(), sum.data(), N, T_iters);
+      scatter_chunk(g.data(), b0, n, N * N, out);
     });
   });
   return grad;
