@@ -98,3 +98,17 @@ def test_rejects_bad_arguments(kwargs, match):
     x = kwargs.pop("x")
     with pytest.raises(ValueError, match=match):
         sinkhorn(x, **kwargs)
+
+
+@pytest.mark.parametrize("N", [3, 16, 50])
+def test_matches_pot_sinkhorn_log_with_uniform_marginals(gen, N):
+    """POT's entropic OT plan for cost M, regularisation ε and uniform marginals 1/N is the
+    doubly-stochastic Sinkhorn matrix of exp(−M/ε), divided by N."""
+    ot = pytest.importorskip("ot", reason="POT is a test dependency (make test installs it)")
+    M = torch.rand(N, N, generator=gen, dtype=torch.float64)
+    eps = 0.1
+    u = torch.full((N,), 1.0 / N, dtype=torch.float64)
+    plan = torch.as_tensor(ot.bregman.sinkhorn_log(u.numpy(), u.numpy(), M.numpy(), eps, numItermax=5000,
+                                                   stopThr=1e-13))
+    ours = sinkhorn(-M[None] / eps, n_iters=2000).exp()[0] / N
+    assert (ours - plan).abs().max() < 1e-8 / N
