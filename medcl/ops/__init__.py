@@ -3,6 +3,7 @@ reference beside it (see medcl/_extension.py for how the backend is chosen)."""
 from medcl.ops.contrastive import contrastive_loss, contrastive_loss_reference, ntxent_loss
 from medcl.ops.intensity import intensity, intensity_reference
 from medcl.ops.sinkhorn import hungarian, sinkhorn
+from medcl.ops.sinkhorn_knopp import sinkhorn_knopp
 
 __all__ = ["contrastive_loss", "contrastive_loss_reference", "hungarian", "intensity", "intensity_reference", "ntxent_loss",
-           "sinkhorn"]
+           "sinkhorn", "sinkhorn_knopp"]

@@ -77,3 +77,11 @@ def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
     if world_size() > 1:
         dist.all_reduce(x)
     return x
+
+
+def all_reduce_max(x: torch.Tensor) -> torch.Tensor:
+    """Elementwise max over ranks of a tensor (a detached copy; no gradient)."""
+    x = x.detach().clone()
+    if world_size() > 1:
+        dist.all_reduce(x, op=dist.ReduceOp.MAX)
+    return x
