@@ -23,7 +23,8 @@ $(VENV)/.torch:
 	@touch $@
 
 # Build tools and every runtime, test and codec dependency, read from pyproject.toml (one list).
-# open_clip_torch (tests and bench load only its loss.py) needs torchvision, which has no build for this torch: --no-deps.
+# open_clip_torch and lightly (tests and bench load only open_clip/loss.py and lightly/loss/swav_loss.py)
+# need torchvision, which has no build for this torch: --no-deps.
 $(VENV)/.deps: $(VENV)/.torch pyproject.toml
 	@mkdir -p build
 	$(PY) -c "import tomllib; d = tomllib.load(open('pyproject.toml', 'rb')); p = d['project']; \
@@ -31,6 +32,7 @@ $(VENV)/.deps: $(VENV)/.torch pyproject.toml
 	  [r for extra in ('test', 'codecs') for r in p['optional-dependencies'][extra]]))" > build/requirements.txt
 	$(PIP) install -q -r build/requirements.txt
 	$(PIP) install -q --no-deps "open_clip_torch==3.3.0"
+	$(PIP) install -q --no-deps "lightly==1.6.0"
 	@touch $@
 
 venv: $(VENV)/.deps

@@ -82,3 +82,20 @@ def test_two_gloo_processes_equal_one_process(tmp_path, gen):
     assert [p.returncode for p in procs] == [0] * W, outs
     codes = torch.cat([torch.load(tmp_path / f"codes{r}.pt", weights_only=True) for r in range(W)])
     assert torch.allclose(codes, sinkhorn_knopp(scores, eps=0.05, n_iters=3), rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("B,K", [(7, 5), (64, 300)])
+def test_matches_lightly_swav_sinkhorn(gen, B, K):
+    """lightly's SwAV sinkhorn, loaded from lightly/loss/swav_loss.py alone (the package's
+    __init__ imports torchvision, not installed here: see the Makefile)."""
+    import importlib.util
+    spec = importlib.util.find_spec("lightly")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("lightly is not installed (make test installs it)")
+    path = Path(next(iter(spec.submodule_search_locations))) / "loss" / "swav_loss.py"
+    file_spec = importlib.util.spec_from_file_location("_lightly_swav_loss", path)
+    module = importlib.util.module_from_spec(file_spec)
+    file_spec.loader.exec_module(module)
+    scores = 2 * torch.rand(B, K, generator=gen, dtype=torch.float64) - 1
+    want = module.sinkhorn(scores, iterations=3, epsilon=0.05)
+    assert torch.allclose(sinkhorn_knopp(scores, eps=0.05, n_iters=3), want, rtol=1e-9, atol=1e-12)
