@@ -3,6 +3,8 @@
 
 #include <ATen/ATen.h>
 
+#include <limits>
+
 namespace medcl {
 
 constexpr int64_t kSinkhornMaxN = 128;
@@ -13,6 +15,11 @@ inline void check_sinkhorn_x(const char* op, const at::Tensor& x) {
               ", got ", x.size(1));
   TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble, op,
               ": x must be float32 or float64, got ", x.scalar_type());
+}
+
+inline void check_sinkhorn_iters(const char* op, int64_t n_iters) {
+  TORCH_CHECK(n_iters >= 1 && n_iters <= std::numeric_limits<int>::max(), op,
+              ": n_iters must be >= 1, got ", n_iters);
 }
 
 // Checks of the backward's tensors against x; returns n_iters.
@@ -32,6 +39,7 @@ inline int64_t check_sinkhorn_backward(const at::Tensor& grad_out, const at::Ten
                 ": all tensors must be ", x.scalar_type(), " on ", x.device(), ", got ",
                 t->scalar_type(), " on ", t->device());
   }
+  check_sinkhorn_iters(op, row_pot.size(1));
   return row_pot.size(1);
 }
 

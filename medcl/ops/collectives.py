@@ -73,15 +73,16 @@ def gather(x: torch.Tensor) -> torch.Tensor:
 
 def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
     """Sum over ranks of a tensor (a detached copy; no gradient)."""
-    x = x.detach().clone()
-    if world_size() > 1:
-        dist.all_reduce(x)
-    return x
+    return _all_reduce(x, dist.ReduceOp.SUM)
 
 
 def all_reduce_max(x: torch.Tensor) -> torch.Tensor:
     """Elementwise max over ranks of a tensor (a detached copy; no gradient)."""
+    return _all_reduce(x, dist.ReduceOp.MAX)
+
+
+def _all_reduce(x: torch.Tensor, op) -> torch.Tensor:
     x = x.detach().clone()
     if world_size() > 1:
-        dist.all_reduce(x, op=dist.ReduceOp.MAX)
+        dist.all_reduce(x, op=op)
     return x

@@ -170,20 +170,17 @@ def contrastive_loss(a: torch.Tensor, b: torch.Tensor, *, temperature: Temperatu
     a = _with_temperature_grad(a, temperature, tau)
     anchors = keep_a & keep_b                                           # (B,)
     W = collectives.world_size() if distributed else 1
-    if W == 1:
-        row_lse, col_lse, diag = lse(a, b, keep_a, keep_b, 1.0 / tau)   # (B,) each
-        per_row = alpha * (row_lse - diag) + (1.0 - alpha) * (col_lse - diag)
-        loss = torch.where(anchors, per_row, torch.zeros_like(per_row)).sum() / anchors.sum().clamp_min(1)
-        return loss.to(a.dtype)
-    # Distributed: this rank's rows of a against every rank's b.
-    offset = sum(collectives.all_sizes(B, a.device)[:collectives.rank()])
-    b_all = collectives.gather_with_grad(b)                             # (N, D)
-    keep_b_all = collectives.gather(keep_b)                             # (N,)
-    row_lse, col_part, diag = lse(a, b_all, keep_a, keep_b_all, 1.0 / tau, offset)
-    col_lse = safe_logsumexp(collectives.gather_with_grad(col_part[None]), 0)   # (N,) over all ranks' rows
-    col_lse = col_lse[offset:offset + B]
+    # This rank's rows of a against every rank's b (all of b in one process).
+    offset = sum(collectives.all_sizes(B, a.device)[:collectives.rank()]) if W > 1 else 0
+    b_all = collectives.gather_with_grad(b) if W > 1 else b            # (N, D)
+    keep_b_all = collectives.gather(keep_b) if W > 1 else keep_b        # (N,)
+    row_lse, col_lse, diag = lse(a, b_all, keep_a, keep_b_all, 1.0 / tau, offset)
+    if W > 1:   # column statistics over every rank's rows of a, then this rank's columns
+        col_lse = safe_logsumexp(collectives.gather_with_grad(col_lse[None]), 0)[offset:offset + B]
     per_row = alpha * (row_lse - diag) + (1.0 - alpha) * (col_lse - diag)
     local = torch.where(anchors, per_row, torch.zeros_like(per_row)).sum()
+    if W == 1:
+        return (local / anchors.sum().clamp_min(1)).to(a.dtype)
     n = collectives.all_reduce_sum(anchors.sum()).clamp_min(1)
     total = collectives.all_reduce_sum(local) / n
     scaled = local * W / n

@@ -25,6 +25,7 @@ from __future__ import annotations
 import torch
 
 from medcl import _extension
+from medcl.ops._reference_grad import reference_vjp
 
 MAX_CUDA_DIM = 1024       # the CUDA kernels take D ≤ 1024; larger D runs the reference
 
@@ -90,16 +91,6 @@ def lse(a: torch.Tensor, b: torch.Tensor, keep_a: torch.Tensor, keep_b: torch.Te
     return contrastive_lse_reference(a, b, keep_a, keep_b, float(scale), int(offset), bool(exclude_self))
 
 
-def _reference_backward(a, b, keep_a, keep_b, args, g_row, g_col, g_diag):
-    """(da, db) by autograd through the reference, differentiable again (double backward)."""
-    with torch.enable_grad():
-        x = a.detach().requires_grad_(True) if not a.requires_grad else a
-        y = b.detach().requires_grad_(True) if not b.requires_grad else b
-        outs = contrastive_lse_reference(x, y, keep_a, keep_b, *args)
-        total = sum((o * g).sum() for o, g in zip(outs, (g_row, g_col, g_diag)))
-        return torch.autograd.grad(total, (x, y), create_graph=True)
-
-
 def _register() -> None:
     if not _extension.state().loaded or not hasattr(torch.ops.medcl, "contrastive_lse"):
         return
@@ -125,7 +116,8 @@ def _register() -> None:
         g_col = torch.zeros_like(col_lse) if g_col is None else g_col
         g_diag = torch.zeros_like(row_lse) if g_diag is None else g_diag
         if torch.is_grad_enabled():     # create_graph: differentiate the reference (O(M·N) memory)
-            return _reference_backward(a, b, keep_a, keep_b, ctx.args, g_row, g_col, g_diag) + (None,) * 5
+            return reference_vjp(contrastive_lse_reference, (a, b), (g_row, g_col, g_diag),
+                                 keep_a, keep_b, *ctx.args) + (None,) * 5
         da, db = torch.ops.medcl.contrastive_lse_backward(a, b, keep_a, keep_b, *ctx.args, row_lse, col_lse,
                                                           g_row, g_col, g_diag)
         return da, db, None, None, None, None, None

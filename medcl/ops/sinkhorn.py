@@ -26,6 +26,7 @@ from typing import Optional
 import torch
 
 from medcl import _extension
+from medcl.ops._reference_grad import reference_vjp
 
 MAX_N = 128
 
@@ -137,13 +138,7 @@ def _register() -> None:
             return None, None
         if grad_row is not None or grad_col is not None or torch.is_grad_enabled():
             # Gradients of the potentials, or a double backward: differentiate the reference.
-            create = torch.is_grad_enabled()
-            with torch.enable_grad():
-                xr = x if create and x.requires_grad else x.detach().requires_grad_(True)
-                pairs = [(o, g) for o, g in zip(sinkhorn_log_reference(xr, ctx.n_iters), (grad_out, grad_row, grad_col))
-                         if g is not None]
-                gx, = torch.autograd.grad([o for o, _ in pairs], xr, [g for _, g in pairs], create_graph=create)
-            return gx, None
+            return reference_vjp(sinkhorn_log_reference, (x,), (grad_out, grad_row, grad_col), ctx.n_iters) + (None,)
         return torch.ops.medcl.sinkhorn_log_backward(grad_out.contiguous(), x, row_pot, col_pot), None
 
     torch.library.register_autograd("medcl::sinkhorn_log", backward, setup_context=setup_context)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from medcl.ops.collectives import gather_with_grad, world_size  # noqa: F401 (re-exported)
+from medcl.ops.collectives import all_reduce_max, gather_with_grad, world_size  # noqa: F401 (re-exported)
 
 log = logging.getLogger("medcl")
 
@@ -86,8 +86,7 @@ def any_rank(*flags: bool, device: torch.device | None = None) -> list[bool]:
     if world_size() == 1:
         return [bool(f) for f in flags]
     t = torch.tensor([1.0 if f else 0.0 for f in flags], device=device or torch.device("cpu"))
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return [bool(v) for v in t.tolist()]
+    return [bool(v) for v in all_reduce_max(t).tolist()]
 
 
 def all_gather_object(obj):

@@ -204,16 +204,20 @@ void lse_forward(const ContrastiveCall& c, double scale, int64_t offset, bool ex
   for (int64_t j = 0; j < c.N; ++j) col_lse[j] = lse_double(cols[j]);
 }
 
+// The CPU kernels compute in float32 or float64: half-type inputs are converted once.
+void compute_in_float32_if_half(ContrastiveCall& c) {
+  if (c.a.scalar_type() != at::kFloat && c.a.scalar_type() != at::kDouble) {
+    c.a = c.a.to(at::kFloat);
+    c.b = c.b.to(at::kFloat);
+  }
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor> contrastive_lse_cpu(
     const at::Tensor& a, const at::Tensor& b, const at::Tensor& keep_a, const at::Tensor& keep_b,
     double scale, int64_t offset, bool exclude_self) {
   const at::AutoDispatchBelowADInplaceOrView below_autograd;  // our ATen calls are internal
   auto c = prepare_contrastive("medcl::contrastive_lse", a, b, keep_a, keep_b, offset, exclude_self);
-  const at::ScalarType input = c.a.scalar_type();
-  if (input != at::kFloat && input != at::kDouble) {  // half types: compute in float32
-    c.a = c.a.to(at::kFloat);
-    c.b = c.b.to(at::kFloat);
-  }
+  compute_in_float32_if_half(c);
   const auto opts = c.a.options().dtype(at::kDouble);  // computed in float64, returned in stat_dtype
   at::Tensor row_lse = at::empty({c.M}, opts), col_lse = at::empty({c.N}, opts);
   at::Tensor diag = at::zeros({c.M}, opts);
@@ -307,10 +311,7 @@ std::tuple<at::Tensor, at::Tensor> contrastive_lse_backward_cpu(
                                exclude_self);
   const auto g = prepare_contrastive_grads(c, row_lse, col_lse, g_row, g_col, g_diag);
   const at::ScalarType input = c.a.scalar_type();
-  if (input != at::kFloat && input != at::kDouble) {
-    c.a = c.a.to(at::kFloat);
-    c.b = c.b.to(at::kFloat);
-  }
+  compute_in_float32_if_half(c);
   at::Tensor da = at::zeros_like(c.a), db = at::zeros_like(c.b);
   AT_DISPATCH_FLOATING_TYPES(c.a.scalar_type(), "medcl::contrastive_lse_backward", [&] {
     lse_backward<scalar_t>(c, g, scale, offset, exclude_self, da, db);

@@ -172,7 +172,7 @@ void for_each_chunk(int64_t B, const F& f) {
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> sinkhorn_log_cpu(const at::Tensor& x_in, int64_t n_iters) {
   check_sinkhorn_x("medcl::sinkhorn_log", x_in);
-  TORCH_CHECK(n_iters >= 1, "medcl::sinkhorn_log: n_iters must be >= 1, got ", n_iters);
+  check_sinkhorn_iters("medcl::sinkhorn_log", n_iters);
   const at::Tensor x = x_in.contiguous();
   const int64_t B = x.size(0), N = x.size(1);
   at::Tensor out = at::empty_like(x);

@@ -14,16 +14,11 @@
 namespace medcl {
 namespace {
 
-void check_iters(const char* op, int64_t n_iters) {
-  TORCH_CHECK(n_iters >= 1 && n_iters <= std::numeric_limits<int>::max(), op,
-              ": n_iters must be >= 1, got ", n_iters);
-}
-
 std::tuple<at::Tensor, at::Tensor, at::Tensor> sinkhorn_log_cuda(const at::Tensor& x_in,
                                                                  int64_t n_iters) {
   const char* op = "medcl::sinkhorn_log";
   check_sinkhorn_x(op, x_in);
-  check_iters(op, n_iters);
+  check_sinkhorn_iters(op, n_iters);
   const c10::cuda::CUDAGuard guard(x_in.device());
   const at::Tensor x = x_in.contiguous();
   const int64_t B = x.size(0), N = x.size(1);
@@ -50,7 +45,6 @@ at::Tensor sinkhorn_log_backward_cuda(const at::Tensor& grad_out_in, const at::T
                                       const at::Tensor& row_pot_in, const at::Tensor& col_pot_in) {
   const char* op = "medcl::sinkhorn_log_backward";
   const int64_t n_iters = check_sinkhorn_backward(grad_out_in, x_in, row_pot_in, col_pot_in);
-  check_iters(op, n_iters);
   const int64_t B = x_in.size(0), N = x_in.size(1);
   const c10::cuda::CUDAGuard guard(x_in.device());
   const at::Tensor x = x_in.contiguous(), grad_out = grad_out_in.contiguous();

@@ -250,6 +250,12 @@ inline cudaError_t launch_batched(Kernel kernel, int64_t B, int n, int mpb, size
   return cudaGetLastError();
 }
 
+// Validates the sizes and reads the device's opt-in shared-memory limit into *optin.
+inline cudaError_t check_and_query(int n, int iters, size_t* optin) {
+  if (n < 1 || n > kMaxN || iters < 0) return cudaErrorInvalidValue;
+  return max_smem_optin(optin);
+}
+
 }  // namespace sinkhorn
 
 // x (B, n, n) -> out (B, n, n), row_pot, col_pot (B, iters, n); all contiguous, 1 <= n <= 128,
@@ -259,9 +265,8 @@ inline cudaError_t launch_sinkhorn_log(const T* x, T* out, T* row_pot, T* col_po
                                        int n, int iters, cudaStream_t stream) {
   using namespace sinkhorn;
   if (B == 0) return cudaSuccess;
-  if (n < 1 || n > kMaxN || iters < 0) return cudaErrorInvalidValue;
   size_t optin = 0;
-  const cudaError_t err = max_smem_optin(&optin);
+  const cudaError_t err = check_and_query(n, iters, &optin);
   if (err != cudaSuccess) return err;
   const size_t slot = forward_slot_bytes<T>(n, true);
   if (slot <= optin) {
@@ -281,9 +286,8 @@ inline cudaError_t launch_sinkhorn_log_backward(const T* grad_out, const T* x, c
                                                 int iters, cudaStream_t stream) {
   using namespace sinkhorn;
   if (B == 0) return cudaSuccess;
-  if (n < 1 || n > kMaxN || iters < 0) return cudaErrorInvalidValue;
   size_t optin = 0;
-  const cudaError_t err = max_smem_optin(&optin);
+  const cudaError_t err = check_and_query(n, iters, &optin);
   if (err != cudaSuccess) return err;
   size_t slot = backward_slot_bytes<T>(n, true, true);
   if (slot <= optin) {
