@@ -22,22 +22,28 @@ log = logging.getLogger("medcl")
 FORMATS = ("parquet", "csv", "npy", "pheno")
 
 
-def load_image_encoder(weights: Path, *, random_init: bool = False, seed: int = 0) -> tuple[nn.Module, dict]:
-    """The image encoder of a checkpoint or encoder.safetensors (random weights of the same
-    architecture with ``random_init``: the baseline), and the weights' metadata."""
+def image_encoder_from(meta: dict, state: dict | None = None, *, seed: int = 0) -> nn.Module:
+    """The image encoder that a weights file's ``meta`` describes, with the ``image_encoder.*``
+    tensors of ``state`` loaded (None: random weights drawn after seeding with ``seed``)."""
     from medcl.methods import ContigConfig
     from medcl.models import build_image_encoder
-    from medcl.train.export import load_weights
 
-    state, meta = load_weights(Path(weights))
     cfg = ContigConfig.from_dict(meta["config"])
     torch.manual_seed(seed)
     encoder = build_image_encoder(cfg.image)
-    if not random_init:
+    if state is not None:
         prefix = "image_encoder."
-        own = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-        encoder.load_state_dict(own)
-    return encoder.eval(), meta
+        encoder.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+    return encoder.eval()
+
+
+def load_image_encoder(weights: Path, *, random_init: bool = False, seed: int = 0) -> tuple[nn.Module, dict]:
+    """The image encoder of a checkpoint or encoder.safetensors (random weights of the same
+    architecture with ``random_init``: the baseline), and the weights' metadata."""
+    from medcl.train.export import load_weights
+
+    state, meta = load_weights(Path(weights))
+    return image_encoder_from(meta, None if random_init else state, seed=seed), meta
 
 
 @torch.no_grad()
@@ -106,7 +112,6 @@ def write_embeddings(frame, feats: np.ndarray, out: Path, fmt: str, *, pca_k: in
 def run_embed(weights: Path, *, data: str | None, out: Path, fmt: str = "parquet", pca_k: int = 10,
               batch_size: int = 64, device: str = "auto", workers: int = 2, image_size: int | None = None) -> Path:
     from medcl.data import ImageDataset
-    from medcl.io.tables import read_manifest
 
     if fmt not in FORMATS:
         raise ConfigError(f"unknown format {fmt!r}", fix=f"use one of {', '.join(FORMATS)}")
@@ -116,9 +121,8 @@ def run_embed(weights: Path, *, data: str | None, out: Path, fmt: str = "parquet
     dev = resolve_device(device)
     encoder, meta = load_image_encoder(weights)
     size = image_size or int(meta["preprocessing"]["image_size"])
-    frame = read_manifest(data)
-    ds = ImageDataset(frame, size)
-    ds.root = Path(data).resolve().parent
+    ds = ImageDataset(data, size)  # reads the manifest; root = its folder
+    frame = ds.frame
     feats, rows = compute_features(encoder, ds, batch_size=batch_size, device=dev, workers=workers)
     if len(rows) < len(frame):
         log.warning("%d of %d images could not be read and are left out", len(frame) - len(rows), len(frame))

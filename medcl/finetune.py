@@ -116,7 +116,8 @@ def summarize(values: list[dict]) -> dict:
 
 def run_finetune(cfg: FinetuneConfig) -> dict:
     from medcl.data import ImageDataset, load_cohort
-    from medcl.embed import compute_features, load_image_encoder
+    from medcl.embed import compute_features, image_encoder_from
+    from medcl.train.export import load_weights
     from medcl.io.tables import join_on_ids, read_table
 
     if cfg.task not in TASKS:
@@ -138,7 +139,7 @@ def run_finetune(cfg: FinetuneConfig) -> dict:
     people = join_on_ids(cohort.people.reset_index().rename(columns={"index": "person"}),
                          labels[["FID", "IID", cfg.target]], how="left")
     y_person = people.set_index("person")[cfg.target].reindex(range(len(cohort.people))).to_numpy()
-    _, meta = load_image_encoder(cfg.weights)
+    state, meta = load_weights(Path(cfg.weights))            # read once; encoders are built from it
     size = int(meta["preprocessing"]["image_size"])
     encoders = [("pretrained", False)] + ([("random", True)] if cfg.baseline == "random" else [])
     if cfg.mode == "full":
@@ -149,7 +150,7 @@ def run_finetune(cfg: FinetuneConfig) -> dict:
         for rep in range(cfg.repeats):
             fresh = rep == 0 or random_init or cfg.mode == "full"  # pretrained linear features: once
             if fresh:
-                encoder, _ = load_image_encoder(cfg.weights, random_init=random_init, seed=cfg.seed + rep)
+                encoder = image_encoder_from(meta, None if random_init else state, seed=cfg.seed + rep)
             if cfg.mode == "linear" and fresh:
                 feats, rows = {}, {}
                 for split in ("train", "val", "test"):

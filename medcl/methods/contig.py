@@ -17,7 +17,8 @@ from torch import nn
 
 from medcl.losses import ContigLoss
 from medcl.methods.retrieval import topk_accuracy
-from medcl.models import GeneticsEncoder, GeneticsEncoderConfig, ImageEncoderConfig, ProjectionHead, build_image_encoder
+from medcl.models import (GeneticsEncoderConfig, ImageEncoderConfig, ProjectionHeadConfig, build_genetics_encoder,
+                          build_image_encoder, build_projection_head)
 
 
 @dataclass
@@ -50,13 +51,12 @@ class ContigMethod(nn.Module):
             raise ValueError(f"no input size for modalities {missing}")
         self.cfg = cfg
         self.image_encoder = build_image_encoder(cfg.image)
-        self.image_head = ProjectionHead(self.image_encoder.out_dim, cfg.head_hidden, cfg.proj_dim)
+        head = ProjectionHeadConfig(hidden=cfg.head_hidden, out_dim=cfg.proj_dim)
+        self.image_head = build_projection_head(self.image_encoder.out_dim, head)
         self.genetic_encoders = nn.ModuleDict({
-            m: GeneticsEncoder(genetic_dims[m], cfg.genetics.hidden_layers, cfg.genetics.hidden)
-            for m in cfg.modalities})
+            m: build_genetics_encoder(genetic_dims[m], cfg.genetics) for m in cfg.modalities})
         self.genetic_heads = nn.ModuleDict({
-            m: ProjectionHead(self.genetic_encoders[m].out_dim, cfg.head_hidden, cfg.proj_dim)
-            for m in cfg.modalities})
+            m: build_projection_head(self.genetic_encoders[m].out_dim, head) for m in cfg.modalities})
         self.loss = ContigLoss(temperature=cfg.temperature, alpha=cfg.alpha)
 
     def project(self, batch) -> tuple[torch.Tensor, dict, dict]:

@@ -40,44 +40,41 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_save(obj, path: Path) -> None:
-    """torch.save to ``path`` through a temp file in the same folder, fsync, os.replace."""
+def atomic_write(path: Path, write) -> Path:
+    """Creates ``path`` atomically: ``write(tmp)`` fills a temp file in the same folder, which is
+    fsync'ed and renamed over ``path`` with os.replace (removed on any failure)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
+        write(tmp)
+        with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+    return path
+
+
+def atomic_save(obj, path: Path) -> None:
+    """torch.save to ``path`` atomically (see :func:`atomic_write`)."""
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def _alias(src: Path, dst: Path) -> None:
     """Atomically make ``dst`` the same file as ``src``: a hard link (no second write of a large
     checkpoint), or a copy where the file system has no hard links."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    os.close(fd)
-    os.unlink(tmp)
-    try:
+    def link_or_copy(tmp: str) -> None:
+        os.unlink(tmp)
         try:
             os.link(src, tmp)
         except OSError:
             shutil.copyfile(src, tmp)
-            with open(tmp, "rb+") as fh:
-                os.fsync(fh.fileno())
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(dst.parent)
+
+    atomic_write(dst, link_or_copy)
 
 
 def step_checkpoints(folder: Path) -> list[tuple[int, Path]]:

@@ -197,13 +197,15 @@ class Trainer:
                             window_bad = True
                             self.optimizer.zero_grad(set_to_none=True)
                         elif not window_bad and not empty:
-                            ctx = self.model.no_sync() if (self.info.distributed and not sync) else contextlib.nullcontext()
-                            with ctx:
-                                self.scaler.scale(out["loss"] / cfg.accumulate).backward()
+                            # Read the loss terms before queueing the backward (the finite check has
+                            # already synchronised them): float() after it would wait for the backward.
                             for k, v in out.items():
                                 sums[k] = sums.get(k, 0.0) + float(v.detach())
                             n_sums += 1
                             samples += self.batch_size(batch) * self.info.world_size
+                            ctx = self.model.no_sync() if (self.info.distributed and not sync) else contextlib.nullcontext()
+                            with ctx:
+                                self.scaler.scale(out["loss"] / cfg.accumulate).backward()
                         self.position = i + 1
                         if not sync:
                             continue
@@ -224,11 +226,10 @@ class Trainer:
                             progress.update(self.step, postfix=f"epoch {self.epoch} loss {row['loss']:.4f} "
                                                                f"lr {row['lr']:.2e} {row['samples_per_s']:.1f} samples/s")
                             sums, n_sums, samples, t_window = {}, 0, 0, now
+                        if stopping is not None:
+                            raise Preempted(self.save(), stopping)
                         if stepped and cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                             self.save()
-                        if stopping is not None:
-                            path = self.save()
-                            raise Preempted(path, stopping)
                     self.epoch, self.position = self.epoch + 1, 0
                     if self.validate is not None and self.info.is_main:
                         self.model.eval()

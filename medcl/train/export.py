@@ -9,8 +9,6 @@ checkpoint (RUN/checkpoints/last.pt), so `medcl embed` and `medcl finetune` take
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -31,17 +29,7 @@ def export_weights(state_dict: dict, path: Path, meta: dict) -> Path:
     tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
     metadata = {"format": FORMAT, "medcl_version": medcl.__version__,
                 **{k: json.dumps(meta.get(k)) for k in META_KEYS}}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return ckpt.atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
 def load_weights(path: Path) -> tuple[dict, dict]:
