@@ -84,10 +84,6 @@ class BadSampleLog:
         self.bad = 0
         self.seen = 0
 
-    @property
-    def fraction(self) -> float:
-        return self.bad / self.seen if self.seen else 0.0
-
     def state_dict(self) -> dict:
         """Counts, for a checkpoint (a resumed run keeps counting where it stopped)."""
         return {"bad": self.bad, "seen": self.seen}

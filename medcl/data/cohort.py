@@ -47,13 +47,6 @@ class Cohort:
     def modalities(self) -> list:
         return list(self.genetics)
 
-    def people_in(self, split: str | None) -> np.ndarray:
-        """(K,) rows of ``people`` in ``split`` (None: all)."""
-        if split is None:
-            return np.arange(len(self.people))
-        _check_split_name(split)
-        return np.flatnonzero(self.people["split"].to_numpy() == split)
-
     def images_in(self, split: str | None) -> np.ndarray:
         """(K,) rows of ``images`` whose individual is in ``split`` (None: all)."""
         if split is None:

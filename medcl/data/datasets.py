@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import Dataset
 
 from medcl.data.augment import AugmentConfig, augment, eval_transform
-from medcl.data.bad_samples import BadSampleLog, Skipped, display_path, reason_of
+from medcl.data.bad_samples import Skipped, display_path, reason_of
 from medcl.data.cohort import Cohort
 from medcl.data.sampler import Loader, ResumableBatchSampler, make_loader, mix_seed
 from medcl.errors import ConfigError, DicomError
@@ -98,7 +98,7 @@ class ContigDataset(Dataset):
             image = eval_transform(img, self.image_size)  # (1, S, S)
         p = int(self.person[row])
         return {"image": image,
-                "genetics": {m: torch.from_numpy(np.array(v[p], dtype=np.float32)) for m, v in self.values.items()},
+                "genetics": {m: torch.from_numpy(v[p]) for m, v in self.values.items()},  # float32 rows (build_table)
                 "present": {m: torch.tensor(bool(v[p])) for m, v in self.present.items()},
                 "index": row, "person": p}
 
@@ -155,21 +155,17 @@ def _stack(values: list):
     return torch.as_tensor(values)
 
 
-def collate(items: list, bad_log: BadSampleLog | None = None) -> dict:
+def collate(items: list) -> dict:
     """Stack items into a batch, dropping Skipped markers and Nones.
 
     Returns {"image": (B, 1, S, S), "genetics": {m: (B, D_m)}, "present": {m: (B,) bool},
     "index": (B,) int64, "person": (B,) int64, "n": B, "skipped": [Skipped], "seen": count of
-    items}; with ``bad_log`` (main process only) the skipped ones are recorded there and the
-    "skipped"/"seen" keys removed. A batch whose every item failed is {"n": 0, ...} alone.
+    items}; the loader (:class:`~medcl.data.sampler.Loader`) records "skipped"/"seen" in its
+    BadSampleLog. A batch whose every item failed is {"n": 0, "skipped": [...], "seen": ...}.
     """
     skipped = [it for it in items if isinstance(it, Skipped)]
     good = [it for it in items if it is not None and not isinstance(it, Skipped)]
-    seen = len(skipped) + len(good)
     batch = _stack(good) if good else {}
     batch["n"] = len(good)
-    if bad_log is not None:
-        bad_log.record(skipped, seen)
-    else:
-        batch["skipped"], batch["seen"] = skipped, seen
+    batch["skipped"], batch["seen"] = skipped, len(skipped) + len(good)
     return batch

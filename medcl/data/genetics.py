@@ -40,14 +40,6 @@ class GeneticsTable:
     def dim(self) -> int:
         return int(self.values.shape[1])
 
-    @property
-    def columns(self) -> list:
-        return list(self.stats["columns"])
-
-    def subset(self, rows: np.ndarray) -> "GeneticsTable":
-        """The rows ``rows`` (indices into people), same statistics."""
-        return GeneticsTable(self.name, self.values[rows], self.present[rows], self.stats)
-
 
 # ---------------------------------------------------------------- sources (raw values, before statistics)
 
@@ -82,8 +74,7 @@ def snp_source(genotypes, people: pd.DataFrame, *, counted_allele: str = "a1", s
         g = genotypes
     else:
         g = read_genotypes(os.fspath(genotypes), counted_allele=counted_allele, snps=snps)
-    index = pd.MultiIndex.from_arrays([np.asarray(g.fid, dtype=object), np.asarray(g.iid, dtype=object)])
-    rows = index.get_indexer(pd.MultiIndex.from_frame(people[KEYS])).astype(np.int64)  # (N_people,)
+    rows = g.index.get_indexer(pd.MultiIndex.from_frame(people[KEYS])).astype(np.int64)  # (N_people,), -1 = absent
     return GeneticsSource("snp", g.values, rows, rows >= 0, list(map(str, g.snp)), genotypes=g,
                           origin=g.source)
 
@@ -93,19 +84,20 @@ def table_source(name: str, table, people: pd.DataFrame) -> GeneticsSource:
     origin = ""
     if isinstance(table, pd.DataFrame):
         df = table.copy()
+        cols = [c for c in df.columns if c not in KEYS]
+        if not cols:
+            raise TableError(f"the {name} table has no value columns",
+                             fix="add at least one numeric column besides FID and IID")
+        for c in cols:
+            try:
+                df[c] = pd.to_numeric(df[c], errors="raise").astype(np.float64)
+            except (TypeError, ValueError):
+                raise TableError(f"{name} column {c!r} is not numeric",
+                                 fix="score columns hold numbers; leave a cell empty for a missing value") from None
     else:
         origin = os.fspath(table)
-        df = read_table(table, kind=name)
-    cols = [c for c in df.columns if c not in KEYS]
-    if not cols:
-        raise TableError(f"the {name} table has no value columns", path=origin or None,
-                         fix="add at least one numeric column besides FID and IID")
-    for c in cols:
-        try:
-            df[c] = pd.to_numeric(df[c], errors="raise").astype(np.float64)
-        except (TypeError, ValueError):
-            raise TableError(f"{name} column {c!r} is not numeric", path=origin or None,
-                             fix="score columns hold numbers; leave a cell empty for a missing value") from None
+        df = read_table(table, kind=name)  # value columns checked and made float64 there
+        cols = [c for c in df.columns if c not in KEYS]
     df = df.reset_index(drop=True)
     df["_row"] = np.arange(len(df), dtype=np.int64)
     joined = join_on_ids(people[KEYS].reset_index(drop=True), df[KEYS + ["_row"]], how="left")

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from medcl.errors import PlinkError
+from medcl.io._plink_files import BED_MAGIC, bytes_per_snp
 
-BED_MAGIC = b"\x6c\x1b"
 MODE_SNP_MAJOR = b"\x01"
 
 # A1 count -> 2-bit code; index 3 is "missing"
@@ -36,7 +36,7 @@ def encode_bed(genotypes: np.ndarray) -> bytes:
     idx = np.where(missing, 3, np.nan_to_num(g, nan=0.0)).astype(np.uint8)  # (N, M)
     codes = _COUNT_TO_CODE[idx.T]  # (M, N)
     n_snps, n = codes.shape
-    n_bytes = (n + 3) // 4
+    n_bytes = bytes_per_snp(n)
     padded = np.zeros((n_snps, n_bytes * 4), dtype=np.uint8)
     padded[:, :n] = codes
     quads = padded.reshape(n_snps, n_bytes, 4)
