@@ -181,20 +181,29 @@ def contrastive_loss(a: torch.Tensor, b: torch.Tensor, *, temperature: Temperatu
     local = torch.where(anchors, per_row, torch.zeros_like(per_row)).sum()
     if W == 1:
         return (local / anchors.sum().clamp_min(1)).to(a.dtype)
-    n = collectives.all_reduce_sum(anchors.sum()).clamp_min(1)
+    return _global_mean(local, anchors.sum(), W).to(a.dtype)
+
+
+def _global_mean(local: torch.Tensor, count: torch.Tensor, W: int) -> torch.Tensor:
+    """The mean of a per-row sum over every rank's rows: its value is the global mean, its
+    gradient W times the global mean's (DDP then averages W equal contributions)."""
+    n = collectives.all_reduce_sum(count).clamp_min(1)
     total = collectives.all_reduce_sum(local) / n
     scaled = local * W / n
-    return (scaled + (total - scaled).detach()).to(a.dtype)
+    return scaled + (total - scaled).detach()
 
 
 def ntxent_loss(z1: torch.Tensor, z2: torch.Tensor, *, temperature: Temperature = 0.5,
-                normalize: bool = True) -> torch.Tensor:
+                normalize: bool = True, distributed: bool = False) -> torch.Tensor:
     """SimCLR's NT-Xent over the 2N views [z1; z2] (see the module docstring).
 
     Args:
         z1, z2: (N, D) embeddings of two views of the same N samples.
         temperature: τ > 0, a float or a 0-d tensor (gradients flow to a tensor).
         normalize: L2-normalise rows first (cosine similarity, as SimCLR).
+        distributed: z1 and z2 are this rank's rows of a global batch spread over the ranks of
+            torch.distributed (ignored with one process): every view of every rank is a
+            negative, as one process holding the whole batch would see it.
 
     Returns:
         The scalar loss, the mean over the 2N anchors (0-d tensor in the dtype of z1).
@@ -202,11 +211,26 @@ def ntxent_loss(z1: torch.Tensor, z2: torch.Tensor, *, temperature: Temperature 
     op = "ntxent_loss"
     _check_pair(z1, z2, op)
     tau = _check_temperature(temperature, op)
-    N = z1.shape[0]
-    z = torch.cat([z1, z2])                                              # (2N, D)
+    n = z1.shape[0]
+    z = torch.cat([z1, z2])                                              # (2n, D)
     if normalize:
         z = F.normalize(z, dim=1)
     za = _with_temperature_grad(z, temperature, tau)
+    W = collectives.world_size() if distributed else 1
+    if W == 1:
+        keep = torch.ones(2 * n, dtype=torch.bool, device=z.device)
+        row_lse, _, diag = lse(za, z, keep, keep, 1.0 / tau, offset=n, exclude_self=True)
+        return (row_lse - diag).mean().to(z1.dtype)
+    # Columns: [z1 of every rank; z2 of every rank] (2N). Rolled so that this rank's anchors sit
+    # at the front, each anchor's own column is its row index (exclude_self) and its positive,
+    # the other view, is N further on (offset N).
+    start = sum(collectives.all_sizes(n, z.device)[:collectives.rank()])
+    cols = torch.cat([collectives.gather_with_grad(z[:n]), collectives.gather_with_grad(z[n:])])   # (2N, D)
+    N = cols.shape[0] // 2
     keep = torch.ones(2 * N, dtype=torch.bool, device=z.device)
-    row_lse, _, diag = lse(za, z, keep, keep, 1.0 / tau, offset=N, exclude_self=True)
-    return (row_lse - diag).mean().to(z1.dtype)
+    keep_a = keep[:n]
+    local = z.new_zeros((), dtype=torch.float64)
+    for half, shift in ((za[:n], start), (za[n:], N + start)):
+        row_lse, _, diag = lse(half, cols.roll(-shift, 0), keep_a, keep, 1.0 / tau, offset=N, exclude_self=True)
+        local = local + (row_lse - diag).sum()
+    return _global_mean(local, torch.tensor(2 * n, device=z.device), W).to(z1.dtype)
