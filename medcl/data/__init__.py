@@ -20,3 +20,6 @@ __all__ = [
     "BadSampleLog", "Skipped", "Cohort", "load_cohort", "ContigDataset", "ImageDataset", "collate",
     "MODALITIES", "GeneticsTable", "Loader", "ResumableBatchSampler", "make_loader", "mix_seed", "hashed_split",
 ]
+from medcl.data.puzzle import PuzzleDataset  # noqa: E402
+
+__all__ += ["PuzzleDataset"]

@@ -1,0 +1,165 @@
+"""Multimodal jigsaw puzzles: shuffled tiles cut from co-registered images of one study.
+
+Taleb et al., "Multimodal Self-Supervised Learning for Medical Image Analysis", IPMI 2021.
+Every modality of an image row (e.g. a chest radiograph and its bone-enhanced rendering) is
+resized to S × S; the central n·c × n·c square is cut into an n × n grid of cells of c = S // n
+pixels; from each cell a tile of t ≈ tile_fraction · c pixels is taken at a random offset inside
+the cell (the gap and the jitter keep a network from solving the puzzle by matching the pixels
+along tile edges), from a modality drawn at random per cell; the tiles are then shuffled:
+
+    item["tiles"][i] is the tile of grid cell item["perm"][i] (cells numbered row-major)
+
+so solving the puzzle means recovering ``perm``, and a tile must be placed next to tiles of the
+other modality. Training puzzles are new every epoch (the generator is seeded by (seed, epoch,
+image row), as in ContigDataset); validation puzzles (``augment=None``) are seeded by (seed,
+image row) only, so every validation sees the same puzzles.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from medcl.data.augment import AugmentConfig, apply_params, eval_transform, sample_params
+from medcl.data.bad_samples import Skipped
+from medcl.data.cohort import Cohort
+from medcl.data.datasets import _key, load_image
+from medcl.data.sampler import mix_seed
+from medcl.errors import ConfigError
+
+__all__ = ["PuzzleDataset", "cut_puzzle", "tile_layout", "MIN_TILE", "GRIDS"]
+
+MIN_TILE = 8           # smallest tile side in pixels
+GRIDS = range(2, 11)   # allowed grid sizes n (n × n tiles)
+
+
+def tile_layout(image_size: int, grid: int, tile_fraction: float = 0.85) -> tuple[int, int, int]:
+    """(margin, cell, tile) in pixels: the grid covers [margin, margin + grid·cell) of each axis."""
+    cell = int(image_size) // int(grid)
+    tile = min(cell, max(1, int(round(float(tile_fraction) * cell))))
+    return (int(image_size) - grid * cell) // 2, cell, tile
+
+
+def _intensity_only(cfg: AugmentConfig) -> AugmentConfig:
+    """The augmentation with its geometry switched off (identity crop, no rotation or flip)."""
+    return replace(cfg, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), rotation=0.0, hflip=0.0)
+
+
+def cut_puzzle(images: torch.Tensor, grid: int, tile: int, generator: torch.Generator, *,
+               margin: int = 0, jitter: AugmentConfig | None = None) -> dict[str, torch.Tensor]:
+    """One puzzle from co-registered images (M, S, S) (M modalities, or (S, S) for one).
+
+    Draws, in order: the permutation, then per cell (row-major) its modality and the tile's
+    offset inside the cell, then per shuffled tile its intensity jitter (when ``jitter`` is an
+    enabled AugmentConfig; only brightness, contrast, gamma and noise are used).
+
+    Returns {"tiles": (N, 1, t, t) float32, "perm": (N,) int64 (cell of each shuffled tile),
+             "source": (N,) int64 (modality of each shuffled tile),
+             "origin": (N, 2) int64 (top, left pixel of each shuffled tile in the S × S image)}.
+    """
+    if images.dim() == 2:
+        images = images.unsqueeze(0)                                   # (1, S, S)
+    M, S = images.shape[0], images.shape[-1]
+    n, t = int(grid), int(tile)
+    N, cell = n * n, (S - 2 * margin) // n
+    if cell < t:
+        raise ValueError(f"cut_puzzle: tile {t} does not fit cells of {cell} px")
+    g = generator
+    perm = torch.randperm(N, generator=g)                              # (N,)
+    source = torch.randint(0, M, (N,), generator=g)                    # (N,) per cell
+    offset = torch.randint(0, cell - t + 1, (N, 2), generator=g)       # (N, 2) per cell
+    k = torch.arange(N)
+    origin = margin + torch.stack([k // n, k % n], 1) * cell + offset  # (N, 2) per cell
+    cells = torch.stack([images[int(source[c]), y:y + t, x:x + t]
+                         for c, (y, x) in enumerate(origin.tolist())])  # (N, t, t)
+    tiles = cells[perm].unsqueeze(1).float()                           # (N, 1, t, t)
+    if jitter is not None and jitter.enabled:
+        cfg = _intensity_only(jitter)
+        tiles = torch.stack([apply_params(x, sample_params(cfg, t, t, g), t, g) for x in tiles])
+    return {"tiles": tiles.contiguous(), "perm": perm, "source": source[perm], "origin": origin[perm]}
+
+
+class PuzzleDataset(Dataset):
+    """Jigsaw puzzles over the images of one split (see the module docstring).
+
+    Item: {"tiles": (N, 1, t, t) float32, "perm": (N,) int64, "index": image row in
+           cohort.images, "person": row in cohort.people}, N = grid², t from :func:`tile_layout`.
+
+    Args:
+        columns: manifest columns holding the co-registered images of a row (one per modality).
+        grid: n, the puzzle has n × n tiles (2 .. 10).
+        image_size: S, every modality is resized to S × S first (eval_transform).
+        augment: None for validation (puzzles fixed per image, the same every epoch); an
+            AugmentConfig for training (new puzzles every epoch, per-tile intensity jitter when
+            it is enabled; its geometric settings are ignored).
+        seed: base seed of the puzzles.
+        tile_fraction: tile side as a fraction of the cell side, in (0, 1] (1: no gap, no jitter).
+    """
+
+    def __init__(self, cohort: Cohort, split: str | None = "train", *, columns=("path",), grid: int = 3,
+                 image_size: int = 224, augment: AugmentConfig | None = None, seed: int = 0,
+                 tile_fraction: float = 0.85):
+        columns = (columns,) if isinstance(columns, str) else tuple(columns)
+        if not columns:
+            raise ConfigError("PuzzleDataset needs at least one image column", fix="e.g. columns=('path',)")
+        absent = [c for c in columns if c not in cohort.images.columns]
+        if absent:
+            have = [c for c in cohort.images.columns if "path" in c] or list(cohort.images.columns)
+            raise ConfigError(f"image column {', '.join(map(repr, absent))} is not in the manifest",
+                              fix=f"choose among {', '.join(have)}")
+        if isinstance(grid, bool) or int(grid) != grid or int(grid) not in GRIDS:
+            raise ConfigError(f"puzzle grid={grid} is not supported", fix=f"use {GRIDS[0]} to {GRIDS[-1]}")
+        if not 0.0 < float(tile_fraction) <= 1.0:
+            raise ConfigError(f"tile_fraction={tile_fraction} must be in (0, 1]")
+        grid = int(grid)
+        margin, cell, tile = tile_layout(image_size, grid, tile_fraction)
+        if tile < MIN_TILE:
+            need = -(-MIN_TILE // float(tile_fraction))                 # smallest cell giving MIN_TILE
+            raise ConfigError(f"image_size={image_size} with a {grid}×{grid} grid gives {tile}-pixel tiles "
+                              f"(at least {MIN_TILE} needed)",
+                              fix=f"use image_size ≥ {int(need) * grid} or a smaller grid")
+        self.rows = cohort.images_in(split)                                # (K,) image rows of the split
+        self.paths = {c: cohort.images[c].to_numpy(dtype=object) for c in columns}  # {c: (N_images,)}
+        self.person = cohort.images["person"].to_numpy(dtype=np.int64)    # (N_images,)
+        self.root, self.split, self.columns = cohort.root, split, columns
+        self.grid, self.image_size, self.augment, self.seed = grid, int(image_size), augment, int(seed)
+        self.margin, self.cell, self.tile = margin, cell, tile
+        self.epoch = 0
+
+    @property
+    def n_tiles(self) -> int:
+        return self.grid * self.grid
+
+    def set_epoch(self, epoch: int) -> None:
+        """Epoch used for keys without one (plain integer indexing)."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def images(self, row: int, epoch: int = 0):
+        """(M, S, S) eval-resized images of one image row (one per column), or a Skipped marker."""
+        out = []
+        for c in self.columns:
+            img = load_image(self.paths[c][row], self.root, row, epoch)
+            if isinstance(img, Skipped):
+                return img
+            out.append(eval_transform(img, self.image_size)[0])        # (S, S)
+        return torch.stack(out)                                         # (M, S, S)
+
+    def generator(self, row: int, epoch: int) -> torch.Generator:
+        """The generator of a row's puzzle: (seed, epoch, row) for training, (seed, row) for validation."""
+        key = (self.seed, row) if self.augment is None else (self.seed, epoch, row)
+        return torch.Generator().manual_seed(mix_seed(*key))
+
+    def __getitem__(self, key):
+        epoch, i = _key(key, self.epoch)
+        row = int(self.rows[i])
+        images = self.images(row, epoch)
+        if isinstance(images, Skipped):
+            return images
+        p = cut_puzzle(images, self.grid, self.tile, self.generator(row, epoch), margin=self.margin,
+                       jitter=self.augment)
+        return {"tiles": p["tiles"], "perm": p["perm"], "index": row, "person": int(self.person[row])}
