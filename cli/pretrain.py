@@ -1,4 +1,4 @@
-"""``medcl pretrain``: self-supervised pretraining (ContIG: images with genetics)."""
+"""``medcl pretrain``: self-supervised pretraining (contig, simclr, swav, puzzle)."""
 from __future__ import annotations
 
 import click
@@ -14,10 +14,11 @@ def _csv(ctx, param, value):
 
 
 @click.command("pretrain")
-@click.option("--method", type=click.Choice(["contig"]), default="contig", show_default=True,
-              help="Pretraining method.")
-@click.option("--modalities", default="image,snp", show_default=True, callback=_csv,
-              help="image plus genetic modalities: snp, prs, burden (comma-separated).")
+@click.option("--method", type=click.Choice(["contig", "simclr", "swav", "puzzle"]), default="contig",
+              show_default=True, help="contig: images with genetics; simclr, swav: image views; "
+              "puzzle: multimodal jigsaw puzzles.")
+@click.option("--modalities", callback=_csv,
+              help="contig: image plus genetic modalities snp, prs, burden (comma-separated; default image,snp).")
 @click.option("--data", type=click.Path(dir_okay=False), help="Manifest (FID,IID,path[,view,split]); "
               "default: the demo cohort, generated on first use.")
 @click.option("--genotypes", help="PLINK 1 prefix (PREFIX.bed/.bim/.fam) for snp.")
@@ -38,7 +39,8 @@ def _csv(ctx, param, value):
 @click.option("--clip-grad", type=float, default=1.0, show_default=True, help="Max gradient norm (0: off).")
 @click.option("--precision", type=click.Choice(["auto", "bf16", "fp16", "fp32"]), default="auto",
               show_default=True, help="auto: bf16 autocast on GPU, fp32 on CPU.")
-@click.option("--temperature", type=float, default=0.1, show_default=True, help="InfoNCE temperature τ.")
+@click.option("--temperature", type=float, default=0.1, show_default=True,
+              help="Temperature τ of InfoNCE (contig), NT-Xent (simclr) and the prototype softmax (swav).")
 @click.option("--alpha", type=float, default=0.75, show_default=True, help="Weight of image→genetics.")
 @click.option("--aggregate", type=click.Choice(["outer", "inner"]), default="outer", show_default=True,
               help="outer: everyone, missing modalities masked; inner: complete cases only.")
@@ -52,6 +54,26 @@ def _csv(ctx, param, value):
 @click.option("--head-hidden", type=int, default=2048, show_default=True)
 @click.option("--proj-dim", type=int, default=128, show_default=True)
 @click.option("--augment/--no-augment", default=True, show_default=True)
+@click.option("--pairs", type=click.Choice(["views", "patient", "views+patient"]), default="views", show_default=True,
+              help="simclr/swav positives: views (two augmentations of one image), patient (two images of "
+              "the same individual, resized only), views+patient (two images, each augmented); individuals "
+              "with one image fall back to views.")
+@click.option("--prototypes", type=int, default=3000, show_default=True, help="swav: number of prototypes K.")
+@click.option("--small-crops", type=int, default=6, show_default=True,
+              help="swav: small crops besides the 2 large views (size scaled as 96/224 of --image-size).")
+@click.option("--queue-length", type=int, default=0, show_default=True,
+              help="swav: embeddings of past batches joining Sinkhorn-Knopp once filled (0: no queue).")
+@click.option("--sk-eps", type=float, default=0.05, show_default=True, help="swav: Sinkhorn-Knopp ε.")
+@click.option("--sk-iters", type=int, default=3, show_default=True, help="swav: Sinkhorn-Knopp rounds.")
+@click.option("--freeze-prototypes-iters", type=int, default=300, show_default=True,
+              help="swav: training forwards before the prototypes are updated.")
+@click.option("--grid", type=click.IntRange(2, 10), default=3, show_default=True, help="puzzle: n × n tiles.")
+@click.option("--puzzle-columns", callback=_csv,
+              help="puzzle: manifest columns of co-registered images mixed in each puzzle "
+              "(default: path and every *_path column).")
+@click.option("--sinkhorn-iters", type=int, default=20, show_default=True, help="puzzle: Sinkhorn iterations.")
+@click.option("--puzzle-loss", type=click.Choice(["mse", "ce"]), default="mse", show_default=True,
+              help="puzzle: mse against the permutation matrix (the paper) or ce on the log-matrix.")
 @click.option("--workers", type=int, default=2, show_default=True, help="DataLoader workers per process.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--log-every", type=int, default=10, show_default=True, help="Steps between log lines.")
@@ -63,7 +85,10 @@ def _csv(ctx, param, value):
               help="Stop when more than this fraction of samples cannot be read.")
 @common_options
 def command(**opts) -> None:
-    """Pretrain an image encoder (with genetics encoders) and write OUT/encoder.safetensors.
+    """Pretrain an image encoder and write OUT/encoder.safetensors.
+
+    contig aligns images with genetics; simclr and swav learn from views of images (--pairs);
+    puzzle solves multimodal jigsaw puzzles through the Sinkhorn operator.
 
     Runs on one process, or one per GPU under torchrun or srun (DDP; negatives span the global
     batch). SIGTERM/SIGUSR1 checkpoint and exit 143; --resume auto continues exactly.

@@ -25,12 +25,12 @@ FORMATS = ("parquet", "csv", "npy", "pheno")
 def image_encoder_from(meta: dict, state: dict | None = None, *, seed: int = 0) -> nn.Module:
     """The image encoder that a weights file's ``meta`` describes, with the ``image_encoder.*``
     tensors of ``state`` loaded (None: random weights drawn after seeding with ``seed``)."""
-    from medcl.methods import ContigConfig
-    from medcl.models import build_image_encoder
+    from medcl.methods._config import config_from_dict
+    from medcl.models import ImageEncoderConfig, build_image_encoder
 
-    cfg = ContigConfig.from_dict(meta["config"])
+    image_cfg = config_from_dict(ImageEncoderConfig, meta["config"]["image"])   # every method has one
     torch.manual_seed(seed)
-    encoder = build_image_encoder(cfg.image)
+    encoder = build_image_encoder(image_cfg)
     if state is not None:
         prefix = "image_encoder."
         encoder.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})

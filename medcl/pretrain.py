@@ -1,12 +1,20 @@
 """Pretraining runs: data → cohort → method → Trainer → RUN/encoder.safetensors.
 
 ``run_pretrain(PretrainConfig(...))`` is what `medcl pretrain` calls; it works on one process
-or under torchrun / srun (one process per GPU, DDP).
+or under torchrun / srun (one process per GPU, DDP). Methods (``METHODS``):
+
+    contig   images aligned with genetic modalities (medcl.methods.contig)
+    simclr   two views, NT-Xent; ``pairs`` picks where the views come from (medcl.data.views)
+    swav     multi-crop views, swapped prediction of Sinkhorn-Knopp codes
+    puzzle   multimodal jigsaw puzzles solved through the Sinkhorn operator (medcl.methods.puzzle)
+
+Each method's builder below returns its module, the datasets of the train and val splits and
+the metadata saved with the weights; everything else (loaders, Trainer, export) is shared.
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import torch
@@ -19,8 +27,8 @@ log = logging.getLogger("medcl")
 
 @dataclass
 class PretrainConfig:
-    method: str = "contig"             # pretraining method
-    modalities: tuple = ("image", "snp")  # image plus genetic modalities: snp, prs, burden
+    method: str = "contig"             # pretraining method: contig | simclr | swav | puzzle
+    modalities: tuple | None = None    # contig: image plus genetic modalities (default image,snp)
     data: str | None = None            # manifest (None: the demo cohort)
     genotypes: str | None = None       # PLINK prefix for "snp"
     prs: str | None = None             # PRS table for "prs"
@@ -37,7 +45,7 @@ class PretrainConfig:
     accumulate: int = 1                # micro-batches per optimizer step
     clip_grad: float = 1.0             # max gradient norm (0: off)
     precision: str = "auto"            # auto | bf16 | fp16 | fp32
-    temperature: float = 0.1           # InfoNCE temperature
+    temperature: float = 0.1           # InfoNCE / NT-Xent / SwAV softmax temperature
     alpha: float = 0.75                # weight of image→genetics in each modality's loss
     aggregate: str = "outer"           # outer (mask missing modalities) | inner (complete cases only)
     snp_stride: int = 1                # keep every k-th SNP (ContIG: 100)
@@ -49,6 +57,17 @@ class PretrainConfig:
     head_hidden: int = 2048            # projection head hidden width
     proj_dim: int = 128                # embedding size of the projections
     augment: bool = True               # image augmentation during pretraining
+    pairs: str = "views"               # simclr/swav positives: views | patient | views+patient
+    prototypes: int = 3000             # swav: prototypes K
+    small_crops: int = 6               # swav: small crops besides the 2 large ones
+    queue_length: int = 0              # swav: queued embeddings joining Sinkhorn-Knopp (0: off)
+    sk_eps: float = 0.05               # swav: Sinkhorn-Knopp ε
+    sk_iters: int = 3                  # swav: Sinkhorn-Knopp rounds
+    freeze_prototypes_iters: int = 300  # swav: forwards before the prototypes train
+    grid: int = 3                      # puzzle: n × n tiles
+    puzzle_columns: tuple | None = None  # puzzle: manifest image columns (default: every path column)
+    sinkhorn_iters: int = 20           # puzzle: Sinkhorn iterations
+    puzzle_loss: str = "mse"           # puzzle: mse (against the permutation matrix) | ce
     workers: int = 2                   # DataLoader worker processes per rank
     seed: int = 0                      # base seed
     log_every: int = 10                # steps between log lines / metrics rows
@@ -62,6 +81,9 @@ class PretrainConfig:
     def from_options(cls, **opts) -> "PretrainConfig":
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in opts.items() if k in names})
+
+
+METHODS = ("contig", "simclr", "swav", "puzzle")
 
 
 def _genetic_modalities(cfg: PretrainConfig) -> tuple:
@@ -87,33 +109,26 @@ def resolve_data(cfg: PretrainConfig, rank: int = 0) -> PretrainConfig:
                              "prs": cfg.prs or str(root / "prs.csv"), "burden": cfg.burden or str(root / "burden.csv")})
 
 
-def run_pretrain(cfg: PretrainConfig):
-    """Trains, checkpoints and exports; returns the Trainer's result."""
-    import yaml
+def _check_method(cfg: PretrainConfig) -> PretrainConfig:
+    """The method's name and, for contig, its modalities resolved; options of other methods refused."""
+    if cfg.method not in METHODS:
+        raise ConfigError(f"unknown method {cfg.method!r}", fix=f"available: {', '.join(METHODS)}")
+    mods = tuple(cfg.modalities) if cfg.modalities else None
+    if cfg.method == "contig":
+        return replace(cfg, modalities=mods or ("image", "snp"))
+    if mods not in (None, ("image",)):
+        raise ConfigError(f"--modalities {','.join(mods)} applies to contig only; {cfg.method} pretrains on images",
+                          fix="leave --modalities out, or use --method contig")
+    return replace(cfg, modalities=("image",))
 
-    from medcl.data import AugmentConfig, BadSampleLog, ContigDataset, load_cohort, make_loader
+
+def _contig(cfg: PretrainConfig, info):
+    from medcl.data import AugmentConfig, ContigDataset, load_cohort
     from medcl.io.plink import SnpSelection
     from medcl.methods import ContigConfig, ContigMethod
     from medcl.models import GeneticsEncoderConfig, ImageEncoderConfig
-    from medcl.train import TrainConfig, Trainer
-    from medcl.train import distributed as D
-    from medcl.train.export import export_weights, load_weights
 
-    if cfg.method != "contig":
-        raise ConfigError(f"unknown method {cfg.method!r}", fix="available: contig")
     mods = _genetic_modalities(cfg)
-    device = resolve_device(cfg.device)
-    info = D.init(device.type)
-    if device.type == "cuda" and info.distributed:
-        device = torch.device("cuda", info.local_rank)
-    cfg = resolve_data(cfg, info.rank)
-    run = Path(cfg.out)
-    if info.is_main:
-        _check_run_folder(run, cfg)
-        run.mkdir(parents=True, exist_ok=True)
-        (run / "config.yaml").write_text(yaml.safe_dump(_plain(asdict(cfg)), sort_keys=False))
-    D.barrier()
-
     snps = SnpSelection(chromosomes=list(cfg.snp_chromosomes) if cfg.snp_chromosomes else None,
                         ids=cfg.snp_ids, stride=cfg.snp_stride)
     cohort = load_cohort(cfg.data, genotypes=cfg.genotypes if "snp" in mods else None,
@@ -128,20 +143,115 @@ def run_pretrain(cfg: PretrainConfig):
     dims = {m: cohort.genetics[m].dim for m in mods}
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     method = ContigMethod(method_cfg, dims)
+    train = ContigDataset(cohort, "train", image_size=cfg.image_size, augment=AugmentConfig(enabled=cfg.augment),
+                          seed=cfg.seed)
+    val = ContigDataset(cohort, "val", image_size=cfg.image_size, augment=None, seed=cfg.seed)
+    meta = {"config": method_cfg.to_dict(), "genetic_dims": dims, "counted_allele": cfg.counted_allele,
+            "genetics_stats": cohort.stats()}
+    return method, train, val, meta
+
+
+def _image_cohort(cfg: PretrainConfig, info):
+    from medcl.data import load_cohort
+    return load_cohort(cfg.data, modalities=("image",), split_seed=cfg.seed, log_summary=info.is_main)
+
+
+def _views(cfg: PretrainConfig, info, small_crops: int):
+    """Train and val view datasets for simclr and swav (val: fixed views, the same every epoch)."""
+    from medcl.data import AugmentConfig
+    from medcl.data.views import ViewsDataset
+
+    cohort = _image_cohort(cfg, info)
+    common = dict(pairs=cfg.pairs, image_size=cfg.image_size, small_crops=small_crops, seed=cfg.seed)
+    train = ViewsDataset(cohort, "train", augment=AugmentConfig(enabled=cfg.augment), **common)
+    val = ViewsDataset(cohort, "val", augment=AugmentConfig(enabled=cfg.augment), fixed_epoch=0, **common)
+    if info.is_main and cfg.pairs != "views":
+        log.info("pairs %s: %.0f%% of training images have another image of the same individual "
+                 "(the rest fall back to views)", cfg.pairs, 100 * train.paired_fraction)
+    return train, val
+
+
+def _simclr(cfg: PretrainConfig, info):
+    from medcl.methods.simclr import SimCLRConfig, SimCLRMethod
+    from medcl.models import ImageEncoderConfig
+
+    method_cfg = SimCLRConfig(image=ImageEncoderConfig(arch=cfg.arch, width=cfg.width), head_hidden=cfg.head_hidden,
+                              proj_dim=cfg.proj_dim, temperature=cfg.temperature)
+    train, val = _views(cfg, info, small_crops=0)
+    torch.manual_seed(cfg.seed)
+    return SimCLRMethod(method_cfg), train, val, {"config": method_cfg.to_dict(), "pairs": cfg.pairs}
+
+
+def _swav(cfg: PretrainConfig, info):
+    from medcl.methods.swav import SwAVConfig, SwAVMethod
+    from medcl.models import ImageEncoderConfig
+
+    method_cfg = SwAVConfig(image=ImageEncoderConfig(arch=cfg.arch, width=cfg.width), head_hidden=cfg.head_hidden,
+                            proj_dim=cfg.proj_dim, prototypes=cfg.prototypes, temperature=cfg.temperature,
+                            eps=cfg.sk_eps, sinkhorn_iters=cfg.sk_iters, queue_length=cfg.queue_length,
+                            freeze_prototypes_iters=cfg.freeze_prototypes_iters)
+    if cfg.small_crops < 0:
+        raise ConfigError(f"--small-crops {cfg.small_crops} must be >= 0")
+    train, val = _views(cfg, info, small_crops=cfg.small_crops)
+    torch.manual_seed(cfg.seed)
+    return SwAVMethod(method_cfg), train, val, {"config": method_cfg.to_dict(), "pairs": cfg.pairs}
+
+
+def _puzzle(cfg: PretrainConfig, info):
+    from medcl.data import AugmentConfig
+    from medcl.data.puzzle import PuzzleDataset, image_columns
+    from medcl.methods.puzzle import PuzzleConfig, PuzzleMethod
+    from medcl.models import ImageEncoderConfig
+
+    cohort = _image_cohort(cfg, info)
+    columns = tuple(cfg.puzzle_columns) if cfg.puzzle_columns else image_columns(cohort)
+    method_cfg = PuzzleConfig(image=ImageEncoderConfig(arch=cfg.arch, width=cfg.width), grid=cfg.grid,
+                              sinkhorn_iters=cfg.sinkhorn_iters, loss=cfg.puzzle_loss)
+    common = dict(columns=columns, grid=cfg.grid, image_size=cfg.image_size, seed=cfg.seed)
+    train = PuzzleDataset(cohort, "train", augment=AugmentConfig(enabled=cfg.augment), **common)
+    val = PuzzleDataset(cohort, "val", augment=None, **common)
+    if info.is_main:
+        log.info("puzzle: %d×%d tiles from %s", cfg.grid, cfg.grid, ", ".join(columns))
+    torch.manual_seed(cfg.seed)
+    return PuzzleMethod(method_cfg), train, val, {"config": method_cfg.to_dict(), "columns": list(columns)}
+
+
+BUILDERS = {"contig": _contig, "simclr": _simclr, "swav": _swav, "puzzle": _puzzle}
+
+
+def run_pretrain(cfg: PretrainConfig):
+    """Trains, checkpoints and exports; returns the Trainer's result."""
+    import yaml
+
+    from medcl.data import BadSampleLog, make_loader
+    from medcl.train import TrainConfig, Trainer
+    from medcl.train import distributed as D
+    from medcl.train.export import export_weights, load_weights
+
+    cfg = _check_method(cfg)
+    device = resolve_device(cfg.device)
+    info = D.init(device.type)
+    if device.type == "cuda" and info.distributed:
+        device = torch.device("cuda", info.local_rank)
+    cfg = resolve_data(cfg, info.rank)
+    run = Path(cfg.out)
+    if info.is_main:
+        _check_run_folder(run, cfg)
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "config.yaml").write_text(yaml.safe_dump(_plain(asdict(cfg)), sort_keys=False))
+    D.barrier()
+
+    method, train_ds, val_ds, method_meta = BUILDERS[cfg.method](cfg, info)
     if cfg.init_from and not cfg.resume:
         state, _ = load_weights(Path(cfg.init_from))
         missing, unexpected = method.load_state_dict(state, strict=False)
         log.info("initialised from %s (%d tensors not found there, %d unused)", cfg.init_from,
                  len(missing), len(unexpected))
-    meta = {"method": "contig", "config": method_cfg.to_dict(), "genetic_dims": dims,
+    meta = {"method": cfg.method, "genetic_dims": {}, "counted_allele": None, "genetics_stats": {},
             "preprocessing": {"image_size": cfg.image_size, "reader": "medcl.io.dicom.read_image",
-                              "resize": "bilinear-antialias", "range": [0.0, 1.0]},
-            "counted_allele": cfg.counted_allele, "genetics_stats": cohort.stats()}
+                              "resize": "bilinear-antialias", "range": [0.0, 1.0]}, **method_meta}
 
     bad_log = BadSampleLog(run if info.is_main else None, max_bad_fraction=cfg.max_bad_fraction, rank=info.rank)
-    train_ds = ContigDataset(cohort, "train", image_size=cfg.image_size,
-                             augment=AugmentConfig(enabled=cfg.augment), seed=cfg.seed)
-    val_ds = ContigDataset(cohort, "val", image_size=cfg.image_size, augment=None, seed=cfg.seed)
     loader = make_loader(train_ds, cfg.batch_size, shuffle=True, seed=cfg.seed, drop_last=True,
                          num_workers=cfg.workers, rank=info.rank, world_size=info.world_size,
                          bad_log=bad_log, pin_memory=device.type == "cuda")
@@ -156,7 +266,7 @@ def run_pretrain(cfg: PretrainConfig):
 
     def validate(m, epoch: int) -> dict:
         vl = make_loader(val_ds, cfg.batch_size, shuffle=False, num_workers=cfg.workers)
-        return m.evaluate(_to_device(b, device) for b in vl)
+        return m.evaluate(_to_device(b, device) for b in vl if b.get("n", 1))
 
     train_cfg = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay,
                             warmup_epochs=cfg.warmup_epochs, accumulate=cfg.accumulate, clip_grad=cfg.clip_grad,

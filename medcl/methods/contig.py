@@ -10,12 +10,13 @@ the gathered embeddings (medcl.ops.contrastive_loss's distributed path).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from medcl.losses import ContigLoss
+from medcl.methods._config import config_from_dict, config_to_dict
 from medcl.methods.retrieval import topk_accuracy
 from medcl.models import (GeneticsEncoderConfig, ImageEncoderConfig, ProjectionHeadConfig, build_genetics_encoder,
                           build_image_encoder, build_projection_head)
@@ -32,15 +33,11 @@ class ContigConfig:
     alpha: float = 0.75                                                    # weight of image→genetics
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["modalities"] = list(self.modalities)
-        return d
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "ContigConfig":
-        d = dict(d)
-        return cls(modalities=tuple(d.pop("modalities")), image=ImageEncoderConfig(**d.pop("image")),
-                   genetics=GeneticsEncoderConfig(**d.pop("genetics")), **d)
+        return config_from_dict(cls, d)
 
 
 class ContigMethod(nn.Module):

@@ -17,7 +17,8 @@ from medcl.errors import MedclError
 from medcl.train import checkpoint as ckpt
 
 FORMAT = "medcl.weights"
-META_KEYS = ("method", "config", "genetic_dims", "preprocessing", "counted_allele", "genetics_stats")
+META_KEYS = ("method", "config", "genetic_dims", "preprocessing", "counted_allele", "genetics_stats", "pairs",
+             "columns")
 
 
 def export_weights(state_dict: dict, path: Path, meta: dict) -> Path:
