@@ -12,7 +12,7 @@ NVCC ?= $(shell command -v nvcc 2>/dev/null)
 CUDA_ARCHS ?= 80 90a
 CHECK_DIR := build/cuda-check
 
-.PHONY: all venv install demo test pytest cuda-check wheel bench clean
+.PHONY: all venv install demo compare test pytest cuda-check wheel bench clean
 
 all: install
 
@@ -66,6 +66,14 @@ demo: install
 	    --labels $(DEMO_OUT)/cohort/labels.csv --target bone_density --task regression \
 	    --out $(DEMO_OUT)/finetune-bone_density $(DEMO_FINETUNE)
 
+# Every pretraining method on the demo cohort (contig; simclr and swav with --pairs views and
+# patient; puzzle), then one linear-probe table against random init (medcl/compare.py).
+# Resumable: finished runs in $(COMPARE_OUT) are reused.
+COMPARE_OUT ?= compare-out
+COMPARE_ARGS ?=
+compare: install
+	time $(PY) -m medcl.compare --out $(COMPARE_OUT) $(COMPARE_ARGS)
+
 pytest: install
 	cd tests && ../$(PY) -m pytest -q -p no:cacheprovider --rootdir=.. -c ../pyproject.toml .
 
@@ -113,4 +121,4 @@ bench: install
 	$(PY) bench/contrastive.py
 
 clean:
-	rm -rf build dist $(DEMO_OUT)
+	rm -rf build dist $(DEMO_OUT) $(COMPARE_OUT)

@@ -199,19 +199,21 @@ def _swav(cfg: PretrainConfig, info):
 
 def _puzzle(cfg: PretrainConfig, info):
     from medcl.data import AugmentConfig
-    from medcl.data.puzzle import PuzzleDataset, image_columns
+    from medcl.data.puzzle import PuzzleDataset
     from medcl.methods.puzzle import PuzzleConfig, PuzzleMethod
     from medcl.models import ImageEncoderConfig
 
     cohort = _image_cohort(cfg, info)
-    columns = tuple(cfg.puzzle_columns) if cfg.puzzle_columns else image_columns(cohort)
+    columns = tuple(cfg.puzzle_columns) if cfg.puzzle_columns else \
+        ("path", *[c for c in cohort.images.columns if str(c).endswith("_path")])
     method_cfg = PuzzleConfig(image=ImageEncoderConfig(arch=cfg.arch, width=cfg.width), grid=cfg.grid,
-                              sinkhorn_iters=cfg.sinkhorn_iters, loss=cfg.puzzle_loss)
-    common = dict(columns=columns, grid=cfg.grid, image_size=cfg.image_size, seed=cfg.seed)
+                              columns=columns, sinkhorn_iters=cfg.sinkhorn_iters, loss=cfg.puzzle_loss)
+    common = dict(columns=columns, grid=cfg.grid, image_size=cfg.image_size, seed=cfg.seed,
+                  tile_fraction=method_cfg.tile_fraction)
     train = PuzzleDataset(cohort, "train", augment=AugmentConfig(enabled=cfg.augment), **common)
     val = PuzzleDataset(cohort, "val", augment=None, **common)
     if info.is_main:
-        log.info("puzzle: %d×%d tiles from %s", cfg.grid, cfg.grid, ", ".join(columns))
+        log.info("puzzle: %d×%d tiles of %d px from %s", cfg.grid, cfg.grid, train.tile, ", ".join(columns))
     torch.manual_seed(cfg.seed)
     return PuzzleMethod(method_cfg), train, val, {"config": method_cfg.to_dict(), "columns": list(columns)}
 
