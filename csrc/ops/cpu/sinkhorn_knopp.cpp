@@ -28,6 +28,15 @@
 namespace medcl {
 namespace {
 
+// The float32 loops are compiled for AVX-512F as well as vec_math.h's AVX2 + baseline: they are
+// exp-bound, and AVX-512F (which brings no FMA, so no contraction) runs them ~1.7x faster with the
+// same results (every reduction goes through explicit lanes, whatever the vector width).
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+#define MEDCL_SKK_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define MEDCL_SKK_CLONES MEDCL_CLONES
+#endif
+
 constexpr int64_t kColTile = 512;  // columns per tile of the column pass
 constexpr int64_t kRowTile = 16;   // rows per tile (16 x 512 float32: 32 KB, L1/L2)
 
@@ -56,11 +65,11 @@ inline __attribute__((always_inline)) void tile_sumexp_body(const T* __restrict_
   }
 }
 
-MEDCL_CLONES void tile_max(const float* s, int64_t K, int64_t rows, int64_t n, float* tm) {
+MEDCL_SKK_CLONES void tile_max(const float* s, int64_t K, int64_t rows, int64_t n, float* tm) {
   tile_max_body(s, K, rows, n, tm);
 }
 void tile_max(const double* s, int64_t K, int64_t rows, int64_t n, double* tm) { tile_max_body(s, K, rows, n, tm); }
-MEDCL_CLONES void tile_sumexp(const float* s, int64_t K, int64_t rows, int64_t n, const float* sh, float ie,
+MEDCL_SKK_CLONES void tile_sumexp(const float* s, int64_t K, int64_t rows, int64_t n, const float* sh, float ie,
                               double* acc) {
   tile_sumexp_body(s, K, rows, n, sh, ie, acc);
 }
@@ -201,7 +210,7 @@ inline __attribute__((always_inline)) double row_exp_f32_body(const float* __res
   return sum;
 }
 
-MEDCL_CLONES double row_exp_f32(const float* s, int64_t K, const float* th, const float* tl, const double* v,
+MEDCL_SKK_CLONES double row_exp_f32(const float* s, int64_t K, const float* th, const float* tl, const double* v,
                                 double inv_eps, double g, double r_max, float* e) {
   return row_exp_f32_body(s, K, th, tl, v, inv_eps, g, r_max, e);
 }
@@ -247,7 +256,7 @@ template <typename T>
 inline __attribute__((always_inline)) void scale_body(T* __restrict__ e, int64_t K, T r) {
   for (int64_t j = 0; j < K; ++j) e[j] *= r;
 }
-MEDCL_CLONES void scale(float* e, int64_t K, float r) { scale_body(e, K, r); }
+MEDCL_SKK_CLONES void scale(float* e, int64_t K, float r) { scale_body(e, K, r); }
 void scale(double* e, int64_t K, double r) { scale_body(e, K, r); }
 
 // S (K) += e * r in float64 (a row's codes added into the column sums).
@@ -256,7 +265,7 @@ inline __attribute__((always_inline)) void accumulate_body(const T* __restrict__
                                                            double* __restrict__ S) {
   for (int64_t j = 0; j < K; ++j) S[j] += static_cast<double>(e[j]) * r;
 }
-MEDCL_CLONES void accumulate(const float* e, int64_t K, double r, double* S) { accumulate_body(e, K, r, S); }
+MEDCL_SKK_CLONES void accumulate(const float* e, int64_t K, double r, double* S) { accumulate_body(e, K, r, S); }
 void accumulate(const double* e, int64_t K, double r, double* S) { accumulate_body(e, K, r, S); }
 
 // out (K) <- sum_i softmax_j(L_ij - v_j).
