@@ -1,18 +1,33 @@
-"""Benchmark of medcl.ops.sinkhorn (log-domain Sinkhorn, forward + backward).
+"""Benchmark of medcl.ops.sinkhorn (log-domain Sinkhorn, forward + backward) and of
+medcl.ops.sinkhorn_knopp (SwAV codes), in one run.
 
-Side by side in one process, B matrices of N × N, n_iters iterations, τ = 1:
+Sinkhorn, side by side in one process, B matrices of N × N, n_iters iterations, τ = 1:
   eager      the reference loop (medcl/ops/sinkhorn.py: sinkhorn_log_reference) under autograd
   compiled   the same under torch.compile (CUDA only: --compile to try it on CPU)
   medcl      torch.ops.medcl.sinkhorn_log (whole loop in one kernel, potentials only)
 Time: median of --repeat forward + backward calls after warm-up. Backward memory: the bytes of
 the tensors autograd saves for the backward (counted with torch.autograd.graph.saved_tensors_hooks),
 which is what the loop's graph holds against the op's x + potentials.
+
+SwAV codes (the "swav_codes" entry), float32 scores in [-1, 1] of B samples × K prototypes,
+ε = 0.05, 3 iterations, no distribution:
+  swav_eager     SwAV's exp-domain loop written eagerly (exp(scores/ε), then in-place row and
+                 column normalisations, as SwAV's code does)
+  log_reference  medcl's log-domain reference (sinkhorn_knopp_reference)
+  medcl          medcl.ops.sinkhorn_knopp (torch.ops.medcl.sinkhorn_knopp: one read of the
+                 scores per round, potentials only)
+Time: the implementations run in turn, round after round (--swav-repeat rounds after a warm-up
+round), so a load change on the machine hits all of them; the median per implementation is
+reported, with its max error against the float64 reference (over the largest code).
 Writes bench/results/<device>/sinkhorn.json. Usage: python bench/sinkhorn.py [--device cuda]
+[--threads N] (on a shared machine, --threads 1: OpenMP barriers of several threads wait on
+descheduled threads and time small ops 100x too slow).
 """
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -22,6 +37,7 @@ from _common import save, table, timeit  # noqa: E402
 
 from medcl import _extension  # noqa: E402
 from medcl.ops.sinkhorn import sinkhorn_log_reference  # noqa: E402
+from medcl.ops.sinkhorn_knopp import sinkhorn_knopp, sinkhorn_knopp_reference  # noqa: E402
 
 
 def saved_bytes(fn, x) -> int:
@@ -37,6 +53,49 @@ def saved_bytes(fn, x) -> int:
     return sum(seen.values())
 
 
+def swav_eager(scores: torch.Tensor, eps: float, n_iters: int) -> torch.Tensor:
+    """SwAV's exp-domain Sinkhorn-Knopp for one process: (B, K) scores → (B, K) codes."""
+    Q = torch.exp(scores / eps).t()                                     # (K, B)
+    K, B = Q.shape
+    Q /= Q.sum()
+    for _ in range(n_iters):
+        Q /= Q.sum(dim=1, keepdim=True)
+        Q /= K
+        Q /= Q.sum(dim=0, keepdim=True)
+        Q /= B
+    Q *= B
+    return Q.t()
+
+
+def bench_swav_codes(device: torch.device, B: int, K: int, eps: float, n_iters: int, repeat: int) -> dict:
+    scores = 2 * torch.rand(B, K, device=device) - 1                     # cosine-like, float32
+    impls = {"swav_eager": lambda: swav_eager(scores, eps, n_iters),
+             "log_reference": lambda: sinkhorn_knopp_reference(scores, eps, n_iters, False),
+             "medcl": lambda: sinkhorn_knopp(scores, eps=eps, n_iters=n_iters, distributed=False)}
+    want = sinkhorn_knopp_reference(scores.double(), eps, n_iters, False)
+    scale = float(want.abs().max())
+    errors = {name: float((fn().double() - want).abs().max()) / scale for name, fn in impls.items()}  # + warm-up
+    times: dict[str, list[float]] = {name: [] for name in impls}
+    for _ in range(repeat):
+        for name, fn in impls.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            t0 = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            times[name].append(time.perf_counter() - t0)
+    rows = []
+    for name in impls:
+        ts = sorted(times[name])
+        rows.append({"impl": name, "ms": round(ts[len(ts) // 2] * 1e3, 2), "max_rel_err": f"{errors[name]:.1e}"})
+    by = {r["impl"]: r for r in rows}
+    by["medcl"]["speedup_vs_swav_eager"] = round(by["swav_eager"]["ms"] / by["medcl"]["ms"], 2)
+    by["medcl"]["speedup_vs_log_reference"] = round(by["log_reference"]["ms"] / by["medcl"]["ms"], 2)
+    return {"B": B, "K": K, "eps": eps, "iters": n_iters, "dtype": "float32", "repeat": repeat,
+            "backend": _extension.backend("sinkhorn_knopp", device.type), "rows": rows}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu")
@@ -45,7 +104,12 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--compile", action="store_true", help="also time torch.compile on CPU")
+    ap.add_argument("--swav-shape", default="4096,3000", help="B,K of the SwAV-codes benchmark")
+    ap.add_argument("--swav-repeat", type=int, default=9)
+    ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     args = ap.parse_args()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     backend = _extension.backend("sinkhorn_log", device.type)
     print(f"sinkhorn: B={args.batch}, {args.iters} iterations, float32 on {device}, medcl backend {backend}")
@@ -79,8 +143,13 @@ def main() -> None:
         print(table([r for r in rows if r["N"] == N], ["impl", "N", "ms", "saved_MB"]))
     cols = ["impl", "N", "ms", "saved_MB", "speedup_vs_eager", "speedup_vs_compiled", "memory_ratio", "grad_rel_err"]
     print(table(rows, cols))
+    B, K = (int(n) for n in args.swav_shape.split(","))
+    swav = bench_swav_codes(device, B, K, 0.05, 3, args.swav_repeat)
+    print(f"\nSwAV codes: B={B}, K={K}, eps=0.05, 3 iterations, float32 on {device}, "
+          f"medcl backend {swav['backend']}")
+    print(table(swav["rows"], ["impl", "ms", "max_rel_err", "speedup_vs_swav_eager", "speedup_vs_log_reference"]))
     path = save("sinkhorn", device, {"batch": args.batch, "iters": T, "dtype": "float32", "backend": backend,
-                                     "rows": rows, "swav_codes": "not measured: sinkhorn_knopp is not built yet"})
+                                     "rows": rows, "swav_codes": swav})
     print(f"wrote {path}")
 
 
