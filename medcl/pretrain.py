@@ -21,6 +21,7 @@ import torch
 
 from medcl.device import resolve_device
 from medcl.errors import ConfigError
+from medcl.methods._config import plain
 
 log = logging.getLogger("medcl")
 
@@ -240,7 +241,7 @@ def run_pretrain(cfg: PretrainConfig):
     if info.is_main:
         _check_run_folder(run, cfg)
         run.mkdir(parents=True, exist_ok=True)
-        (run / "config.yaml").write_text(yaml.safe_dump(_plain(asdict(cfg)), sort_keys=False))
+        (run / "config.yaml").write_text(yaml.safe_dump(plain(asdict(cfg)), sort_keys=False))
     D.barrier()
 
     method, train_ds, val_ds, method_meta = BUILDERS[cfg.method](cfg, info)
@@ -294,14 +295,6 @@ def _check_run_folder(run: Path, cfg: PretrainConfig) -> None:
     if any(run.iterdir()):
         raise ConfigError(f"run folder {run} already exists and is not empty",
                           fix="use --resume auto to continue it, or another --out")
-
-
-def _plain(d):
-    if isinstance(d, dict):
-        return {k: _plain(v) for k, v in d.items()}
-    if isinstance(d, (list, tuple)):
-        return [_plain(v) for v in d]
-    return d
 
 
 def _to_device(batch: dict, device: torch.device) -> dict:

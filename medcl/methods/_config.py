@@ -5,14 +5,17 @@ import dataclasses
 import typing
 
 
+def plain(v):
+    """Dicts, lists and tuples nested in ``v`` as dicts and lists (YAML/JSON-ready)."""
+    if isinstance(v, dict):
+        return {k: plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [plain(x) for x in v]
+    return v
+
+
 def config_to_dict(cfg) -> dict:
     """A dataclass config (nested dataclasses allowed) → JSON-serialisable dict (tuples as lists)."""
-    def plain(v):
-        if isinstance(v, dict):
-            return {k: plain(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [plain(x) for x in v]
-        return v
     return plain(dataclasses.asdict(cfg))
 
 
