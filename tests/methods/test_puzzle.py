@@ -131,7 +131,8 @@ class _Cached:
 
 
 def test_short_training_beats_chance(cohort, tmp_path):
-    """A few epochs of the engine on ~110 small multimodal puzzles: validation accuracy > chance."""
+    """Ten short epochs of the engine (~70 steps, seconds on 2 cores) on ~110 small multimodal puzzles:
+    validation tile accuracy far above chance (1/9); this run reaches ~1.0."""
     from medcl.data import AugmentConfig, make_loader
     from medcl.data.puzzle import PuzzleDataset
     from medcl.train import TrainConfig, Trainer
@@ -155,7 +156,7 @@ def test_short_training_beats_chance(cohort, tmp_path):
             yield from loader
 
         before = method.eval().evaluate(make_loader(val, 32, shuffle=False))
-        trainer = Trainer(method, TrainConfig(epochs=6, lr=2e-3, warmup_epochs=1.0, log_every=100), tmp_path,
+        trainer = Trainer(method, TrainConfig(epochs=10, lr=2e-3, warmup_epochs=1.0, log_every=100), tmp_path,
                           device=torch.device("cpu"), batches=batches, micro_batches_per_epoch=len(loader),
                           validate=lambda m, e: m.evaluate(make_loader(val, 32, shuffle=False)),
                           batch_size=lambda b: int(b["n"]))
@@ -164,4 +165,4 @@ def test_short_training_beats_chance(cohort, tmp_path):
         torch.set_num_threads(threads)
     accs = [h["val_tile_accuracy"] for h in hist]
     assert all(math.isfinite(h["val_loss"]) for h in hist)
-    assert accs[-1] > max(2.5 * chance, before["val_tile_accuracy"]), (before, accs)
+    assert accs[-1] >= max(0.6, 5 * chance) and accs[-1] > before["val_tile_accuracy"], (before, accs)
