@@ -18,12 +18,13 @@ after epoch 4 and 1.0 from epoch 5; "ce" and noise 1.0 converge about as fast.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from medcl.losses.puzzle import KINDS, PuzzleLoss
+from medcl.methods._config import config_from_dict, config_to_dict
 from medcl.models import ImageEncoderConfig, build_image_encoder
 from medcl.ops import hungarian, sinkhorn
 
@@ -42,17 +43,11 @@ class PuzzleConfig:
     loss: str = "mse"                   # mse (the paper) | ce
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["columns"] = list(self.columns)
-        return d
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "PuzzleConfig":
-        d = dict(d)
-        image = ImageEncoderConfig(**d.pop("image"))
-        if "columns" in d:
-            d["columns"] = tuple(d["columns"])
-        return cls(image=image, **d)
+        return config_from_dict(cls, d)
 
 
 class PuzzleHead(nn.Module):
