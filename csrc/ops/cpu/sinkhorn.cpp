@@ -26,15 +26,21 @@ constexpr int64_t kL = 16;
 // build links OpenMP, and without it the pragma is ignored).
 #define MEDCL_SIMD _Pragma("omp simd")
 
-// Row log-sum-exps of a chunk: out (N, kL), line i over the contiguous entries j.
-template <typename T>
-inline __attribute__((always_inline)) void chunk_row_lse(const T* __restrict__ buf, int64_t N, T* __restrict__ out) {
+// Row step of a chunk: subtracts the pending column potentials pc (N, kL) when given (fused into
+// the max pass), then writes the row log-sum-exps to out (N, kL).
+template <typename T, bool kSub>
+inline __attribute__((always_inline)) void chunk_row_lse(T* __restrict__ buf, const T* __restrict__ pc, int64_t N,
+                                                         T* __restrict__ out) {
   for (int64_t i = 0; i < N; ++i) {
     T m[kL], s[kL] = {};
     MEDCL_SIMD for (int64_t l = 0; l < kL; ++l) m[l] = kNegInf<T>;
-    const T* row = buf + i * N * kL;
+    T* row = buf + i * N * kL;
     for (int64_t j = 0; j < N; ++j)
-      MEDCL_SIMD for (int64_t l = 0; l < kL; ++l) m[l] = m[l] > row[j * kL + l] ? m[l] : row[j * kL + l];
+      MEDCL_SIMD for (int64_t l = 0; l < kL; ++l) {
+        T v = row[j * kL + l];
+        if constexpr (kSub) row[j * kL + l] = v = v - pc[j * kL + l];
+        m[l] = m[l] > v ? m[l] : v;
+      }
     for (int64_t j = 0; j < N; ++j)
       MEDCL_SIMD for (int64_t l = 0; l < kL; ++l) s[l] += exp_any(row[j * kL + l] - m[l]);
     MEDCL_SIMD for (int64_t l = 0; l < kL; ++l)
@@ -42,25 +48,33 @@ inline __attribute__((always_inline)) void chunk_row_lse(const T* __restrict__ b
   }
 }
 
-// Column log-sum-exps of a chunk: out (N, kL). Rows are swept in order (never a column walk,
+// Column step of a chunk: subtracts the row potentials r (N, kL) (fused into the max pass), then
+// writes the column log-sum-exps to out (N, kL). Rows are swept in order (never a column walk,
 // whose stride of N kL entries lands every access in one L1 set); sum (N, kL) scratch.
 template <typename T>
-inline __attribute__((always_inline)) void chunk_col_lse(const T* __restrict__ buf, int64_t N, T* __restrict__ out,
-                                                         T* __restrict__ sum) {
+inline __attribute__((always_inline)) void chunk_col_lse(T* __restrict__ buf, const T* __restrict__ r, int64_t N,
+                                                         T* __restrict__ out, T* __restrict__ sum) {
   const int64_t NL = N * kL;
   MEDCL_SIMD for (int64_t k = 0; k < NL; ++k) {
     out[k] = kNegInf<T>;
     sum[k] = T(0);
   }
   for (int64_t i = 0; i < N; ++i)
-    MEDCL_SIMD for (int64_t k = 0; k < NL; ++k) out[k] = out[k] > buf[i * NL + k] ? out[k] : buf[i * NL + k];
+    for (int64_t j = 0; j < N; ++j)
+      MEDCL_SIMD for (int64_t l = 0; l < kL; ++l) {
+        const int64_t k = j * kL + l;
+        const T v = buf[i * NL + k] - r[i * kL + l];
+        buf[i * NL + k] = v;
+        out[k] = out[k] > v ? out[k] : v;
+      }
   for (int64_t i = 0; i < N; ++i)
     MEDCL_SIMD for (int64_t k = 0; k < NL; ++k) sum[k] += exp_any(buf[i * NL + k] - out[k]);
   MEDCL_SIMD for (int64_t k = 0; k < NL; ++k)
     out[k] = out[k] == kNegInf<T> ? out[k] : out[k] + log_ge1(sum[k] > T(1) ? sum[k] : T(1));
 }
 
-// Forward of one chunk: buf (N, N, kL) in place; r, c (T, N, kL) receive the potentials.
+// Forward of one chunk: buf (N, N, kL) in place; r, c (T, N, kL) receive the potentials. Each
+// potential is subtracted in the max pass of the next step (4 passes over the chunk per round).
 template <typename T>
 inline __attribute__((always_inline)) void chunk_forward_body(T* __restrict__ buf, T* __restrict__ r,
                                                               T* __restrict__ c, T* __restrict__ sum,
@@ -69,14 +83,15 @@ inline __attribute__((always_inline)) void chunk_forward_body(T* __restrict__ bu
   for (int64_t t = 0; t < T_iters; ++t) {
     T* rt = r + t * NL;
     T* ct = c + t * NL;
-    chunk_row_lse(buf, N, rt);
-    for (int64_t i = 0; i < N; ++i)
-      for (int64_t j = 0; j < N; ++j)
-        MEDCL_SIMD for (int64_t l = 0; l < kL; ++l) buf[(i * N + j) * kL + l] -= rt[i * kL + l];
-    chunk_col_lse(buf, N, ct, sum);
-    for (int64_t i = 0; i < N; ++i)
-      MEDCL_SIMD for (int64_t k = 0; k < NL; ++k) buf[i * NL + k] -= ct[k];
+    if (t == 0)
+      chunk_row_lse<T, false>(buf, nullptr, N, rt);
+    else
+      chunk_row_lse<T, true>(buf, ct - NL, N, rt);
+    chunk_col_lse(buf, rt, N, ct, sum);
   }
+  const T* last = c + (T_iters - 1) * NL;
+  for (int64_t i = 0; i < N; ++i)
+    MEDCL_SIMD for (int64_t k = 0; k < NL; ++k) buf[i * NL + k] -= last[k];
 }
 
 // Backward of one chunk: g (N, N, kL) holds grad_out and becomes grad_x; x (N, N, kL); r, c
@@ -127,13 +142,13 @@ inline __attribute__((always_inline)) void chunk_backward_body(T* __restrict__ g
   }
 }
 
-MEDCL_CLONES void chunk_forward(float* buf, float* r, float* c, float* sum, int64_t N, int64_t T_iters) {
+MEDCL_CLONES_512 void chunk_forward(float* buf, float* r, float* c, float* sum, int64_t N, int64_t T_iters) {
   chunk_forward_body(buf, r, c, sum, N, T_iters);
 }
 void chunk_forward(double* buf, double* r, double* c, double* sum, int64_t N, int64_t T_iters) {
   chunk_forward_body(buf, r, c, sum, N, T_iters);
 }
-MEDCL_CLONES void chunk_backward(float* g, const float* x, const float* r, const float* c, float* y, float* R,
+MEDCL_CLONES_512 void chunk_backward(float* g, const float* x, const float* r, const float* c, float* y, float* R,
                                  float* C, float* sum, int64_t N, int64_t T_iters) {
   chunk_backward_body(g, x, r, c, y, R, C, sum, N, T_iters);
 }

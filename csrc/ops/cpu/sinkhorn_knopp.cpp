@@ -28,17 +28,10 @@
 namespace medcl {
 namespace {
 
-// The float32 loops are compiled for AVX-512F as well as vec_math.h's AVX2 + baseline: they are
-// exp-bound, and AVX-512F runs them ~1.7x faster. GCC's AVX-512F clone also uses FMA (the exp
-// polynomial and the float64 accumulations are contracted), so its results differ from the AVX2
-// clone's in the last bits; nothing here relies on uncontracted products (the exact th + R sum and
-// the differences before the exp have no product to fuse). Reductions go through explicit lanes,
-// so results do not depend on the vector width; the clone is chosen once per machine.
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
-#define MEDCL_SKK_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define MEDCL_SKK_CLONES MEDCL_CLONES
-#endif
+// The float32 loops are compiled with MEDCL_CLONES_512 (AVX-512F besides AVX2 + baseline): they
+// are exp-bound. Nothing here relies on uncontracted products (the exact th + R sum and the
+// differences before the exp have no product to fuse). Reductions go through explicit lanes, so
+// results do not depend on the vector width.
 
 constexpr int64_t kColTile = 512;  // columns per tile of the column pass
 constexpr int64_t kRowTile = 16;   // rows per tile (16 x 512 float32: 32 KB, L1/L2)
@@ -68,11 +61,11 @@ inline __attribute__((always_inline)) void tile_sumexp_body(const T* __restrict_
   }
 }
 
-MEDCL_SKK_CLONES void tile_max(const float* s, int64_t K, int64_t rows, int64_t n, float* tm) {
+MEDCL_CLONES_512 void tile_max(const float* s, int64_t K, int64_t rows, int64_t n, float* tm) {
   tile_max_body(s, K, rows, n, tm);
 }
 void tile_max(const double* s, int64_t K, int64_t rows, int64_t n, double* tm) { tile_max_body(s, K, rows, n, tm); }
-MEDCL_SKK_CLONES void tile_sumexp(const float* s, int64_t K, int64_t rows, int64_t n, const float* sh, float ie,
+MEDCL_CLONES_512 void tile_sumexp(const float* s, int64_t K, int64_t rows, int64_t n, const float* sh, float ie,
                               double* acc) {
   tile_sumexp_body(s, K, rows, n, sh, ie, acc);
 }
@@ -220,7 +213,7 @@ inline __attribute__((always_inline)) double row_exp_f32_body(const float* __res
   return sum;
 }
 
-MEDCL_SKK_CLONES double row_exp_f32(const float* s, int64_t K, const float* th, const float* tl, const double* v,
+MEDCL_CLONES_512 double row_exp_f32(const float* s, int64_t K, const float* th, const float* tl, const double* v,
                                 double inv_eps, double g, double r_max, float* e, const float* next) {
   return row_exp_f32_body(s, K, th, tl, v, inv_eps, g, r_max, e, next);
 }
@@ -267,7 +260,7 @@ template <typename T>
 inline __attribute__((always_inline)) void scale_body(T* __restrict__ e, int64_t K, T r) {
   for (int64_t j = 0; j < K; ++j) e[j] *= r;
 }
-MEDCL_SKK_CLONES void scale(float* e, int64_t K, float r) { scale_body(e, K, r); }
+MEDCL_CLONES_512 void scale(float* e, int64_t K, float r) { scale_body(e, K, r); }
 void scale(double* e, int64_t K, double r) { scale_body(e, K, r); }
 
 // S (K) += e * r in float64 (a row's codes added into the column sums).
@@ -276,7 +269,7 @@ inline __attribute__((always_inline)) void accumulate_body(const T* __restrict__
                                                            double* __restrict__ S) {
   for (int64_t j = 0; j < K; ++j) S[j] += static_cast<double>(e[j]) * r;
 }
-MEDCL_SKK_CLONES void accumulate(const float* e, int64_t K, double r, double* S) { accumulate_body(e, K, r, S); }
+MEDCL_CLONES_512 void accumulate(const float* e, int64_t K, double r, double* S) { accumulate_body(e, K, r, S); }
 void accumulate(const double* e, int64_t K, double r, double* S) { accumulate_body(e, K, r, S); }
 
 // out (K) <- sum_i softmax_j(L_ij - v_j).
