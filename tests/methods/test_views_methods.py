@@ -56,11 +56,11 @@ def test_swav_forward_is_the_swapped_prediction(gen):
     b = _batch(4, gen, small=3)
     with torch.no_grad():
         out = m(b)
-    z = torch.nn.functional.normalize(m.head(m.image_encoder(b["views"].flatten(0, 1))).view(4, 2, -1), dim=-1)
-    zs = torch.nn.functional.normalize(m.head(m.image_encoder(b["small"].flatten(0, 1))).view(4, 3, -1), dim=-1)
-    c = torch.nn.functional.normalize(m.prototypes.weight, dim=1)
-    crops = [z[:, 0], z[:, 1]] + [zs[:, k] for k in range(3)]
-    want = SwAVLoss()([x @ c.T for x in crops])
+        z = torch.nn.functional.normalize(m.head(m.image_encoder(b["views"].flatten(0, 1))).view(4, 2, -1), dim=-1)
+        zs = torch.nn.functional.normalize(m.head(m.image_encoder(b["small"].flatten(0, 1))).view(4, 3, -1), dim=-1)
+        c = torch.nn.functional.normalize(m.prototypes.weight, dim=1)
+        crops = [z[:, 0], z[:, 1]] + [zs[:, k] for k in range(3)]
+        want = SwAVLoss()([x @ c.T for x in crops])
     assert float(out["loss"]) == pytest.approx(float(want), rel=1e-5)
 
 
