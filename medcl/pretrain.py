@@ -114,6 +114,12 @@ def _check_method(cfg: PretrainConfig) -> PretrainConfig:
     """The method's name and, for contig, its modalities resolved; options of other methods refused."""
     if cfg.method not in METHODS:
         raise ConfigError(f"unknown method {cfg.method!r}", fix=f"available: {', '.join(METHODS)}")
+    from medcl.data.views import PAIRS
+    if cfg.pairs not in PAIRS:
+        raise ConfigError(f"unknown pair strategy {cfg.pairs!r}", fix=f"use one of {', '.join(PAIRS)}")
+    if cfg.pairs != "views" and cfg.method not in ("simclr", "swav"):
+        raise ConfigError(f"--pairs {cfg.pairs} applies to simclr and swav only, not {cfg.method}",
+                          fix="leave --pairs out, or use --method simclr or swav")
     mods = tuple(cfg.modalities) if cfg.modalities else None
     if cfg.method == "contig":
         return replace(cfg, modalities=mods or ("image", "snp"))

@@ -132,3 +132,13 @@ def test_reader_errors_map_to_exit_2(tmp_path, monkeypatch, capsys, kind):
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("medcl: error: ") and not any("Traceback" in e for e in err)
     assert str(tmp_path) in err[-1]
+
+
+@pytest.mark.parametrize("args,says", [
+    (["--method", "puzzle", "--modalities", "image,snp"], "applies to contig only"),
+    (["--method", "contig", "--pairs", "patient"], "applies to simclr and swav only"),
+])
+def test_pretrain_refuses_options_of_other_methods(tmp_path, args, says):
+    rc, out, err = run("pretrain", *args, "--out", str(tmp_path / "run"), "--device", "cpu")
+    assert rc == 2 and "Traceback" not in err and says in err, err
+    assert not (tmp_path / "run").exists()                                 # refused before anything is written
