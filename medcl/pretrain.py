@@ -120,6 +120,9 @@ def _check_method(cfg: PretrainConfig) -> PretrainConfig:
     if cfg.pairs != "views" and cfg.method not in ("simclr", "swav"):
         raise ConfigError(f"--pairs {cfg.pairs} applies to simclr and swav only, not {cfg.method}",
                           fix="leave --pairs out, or use --method simclr or swav")
+    if cfg.method == "simclr" and cfg.pairs == "views" and not cfg.augment:
+        raise ConfigError("simclr with --pairs views and --no-augment compares each image with an identical copy",
+                          fix="keep --augment, or use --pairs patient")
     mods = tuple(cfg.modalities) if cfg.modalities else None
     if cfg.method == "contig":
         return replace(cfg, modalities=mods or ("image", "snp"))

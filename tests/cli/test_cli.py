@@ -137,6 +137,7 @@ def test_reader_errors_map_to_exit_2(tmp_path, monkeypatch, capsys, kind):
 @pytest.mark.parametrize("args,says", [
     (["--method", "puzzle", "--modalities", "image,snp"], "applies to contig only"),
     (["--method", "contig", "--pairs", "patient"], "applies to simclr and swav only"),
+    (["--method", "simclr", "--no-augment"], "identical copy"),
 ])
 def test_pretrain_refuses_options_of_other_methods(tmp_path, args, says):
     rc, out, err = run("pretrain", *args, "--out", str(tmp_path / "run"), "--device", "cpu")
