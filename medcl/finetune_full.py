@@ -1,5 +1,6 @@
 """End-to-end fine-tuning for `medcl finetune --mode full`: encoder + linear head, AdamW,
-augmented training images, the epoch with the best validation score kept for the test."""
+training views augmented from the full-resolution images, the epoch with the best validation
+score kept for the test."""
 from __future__ import annotations
 
 import copy
@@ -12,23 +13,18 @@ from medcl.finetune import _labelled, _selection_score, scores, subsample_people
 
 
 class _Labelled(torch.utils.data.Dataset):
-    """Image rows with their targets (augmented for training)."""
+    """Rows of an ImageDataset with their targets; ``epoch`` picks the training views."""
 
-    def __init__(self, base, rows_pos: np.ndarray, y: np.ndarray, augment_cfg, seed: int):
-        self.base, self.rows_pos, self.y, self.augment_cfg, self.seed, self.epoch = base, rows_pos, y, augment_cfg, seed, 0
+    def __init__(self, base, rows_pos: np.ndarray, y: np.ndarray):
+        self.base, self.rows_pos, self.y, self.epoch = base, rows_pos, y, 0
 
     def __len__(self):
         return len(self.rows_pos)
 
     def __getitem__(self, i):
-        from medcl.data import augment
-        from medcl.data.sampler import mix_seed
-        item = self.base[int(self.rows_pos[i])]
+        item = self.base[(self.epoch, int(self.rows_pos[i]))]
         if not isinstance(item, dict):
             return item
-        if self.augment_cfg is not None:
-            g = torch.Generator().manual_seed(mix_seed(self.seed, self.epoch, int(item["index"])))
-            item["image"] = augment(item["image"], self.augment_cfg, item["image"].shape[-1], g)
         item["target"] = torch.tensor(self.y[i])
         return item
 
@@ -53,11 +49,11 @@ def finetune_full(cfg, cohort, y_person, encoder: nn.Module, size: int, frac: fl
     from medcl.data.datasets import collate
 
     def split_data(split, augment_cfg=None, people=None):
-        ds = ImageDataset(cohort, size, split=split)
+        ds = ImageDataset(cohort, size, split=split, augment=augment_cfg, seed=seed)   # views of the full image
         ok, person, y = _labelled(ds.rows, cohort, y_person)
         if people is not None:
             ok &= np.isin(person, people)
-        return _Labelled(ds, np.flatnonzero(ok), y[ok], augment_cfg, seed)
+        return _Labelled(ds, np.flatnonzero(ok), y[ok])
 
     ok_tr, person_tr, _ = _labelled(ImageDataset(cohort, size, split="train").rows, cohort, y_person)
     train_people = np.unique(person_tr[ok_tr])

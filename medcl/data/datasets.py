@@ -44,6 +44,14 @@ def load_image(path: str, root, index: int, epoch: int):
         return Skipped(index=int(index), path=display_path(path, root), reason=reason_of(exc), epoch=int(epoch))
 
 
+def view_of(img: torch.Tensor, cfg: AugmentConfig | None, size: int, seed: int, epoch: int, row: int) -> torch.Tensor:
+    """One augmented view of a full-resolution image, its randomness seeded by (seed, epoch, row);
+    the eval transform (resize only) when ``cfg`` is None or disabled."""
+    if cfg is None or not cfg.enabled:
+        return eval_transform(img, size)
+    return augment(img, cfg, size, torch.Generator().manual_seed(mix_seed(seed, epoch, row)))
+
+
 def _key(key, default_epoch: int) -> tuple:
     """(epoch, i) from a sampler key: an int, or an (epoch, int) pair."""
     if isinstance(key, (tuple, list)):
@@ -91,11 +99,7 @@ class ContigDataset(Dataset):
         img = load_image(self.paths[row], self.root, row, epoch)
         if isinstance(img, Skipped):
             return img
-        if self.augment is not None and self.augment.enabled:
-            g = torch.Generator().manual_seed(mix_seed(self.seed, epoch, row))
-            image = augment(img, self.augment, self.image_size, g)  # (1, S, S)
-        else:
-            image = eval_transform(img, self.image_size)  # (1, S, S)
+        image = view_of(img, self.augment, self.image_size, self.seed, epoch, row)  # (1, S, S)
         p = int(self.person[row])
         return {"image": image,
                 "genetics": {m: torch.from_numpy(v[p]) for m, v in self.values.items()},  # float32 rows (build_table)
@@ -104,14 +108,17 @@ class ContigDataset(Dataset):
 
 
 class ImageDataset(Dataset):
-    """Eval-transformed images for embedding and fine-tuning.
+    """Images for embedding and fine-tuning: eval-transformed, or augmented views for training.
 
     source: a Cohort, a manifest DataFrame (as read_manifest returns), or a manifest path.
     Item: {"image": (1, S, S) float32, "index": row in ``self.frame``} (+ "person" for a Cohort).
     split: keep only the images of that split (needs a split column).
+    augment: an AugmentConfig to draw a view from the full-resolution image, seeded by (seed,
+        epoch, row) with the epoch of an (epoch, i) key; None: resize only.
     """
 
-    def __init__(self, source, image_size: int = 128, *, split: str | None = None, path_column: str = "path"):
+    def __init__(self, source, image_size: int = 128, *, split: str | None = None, path_column: str = "path",
+                 augment: AugmentConfig | None = None, seed: int = 0):
         root = None
         if isinstance(source, Cohort):
             frame, root = source.images, source.root
@@ -128,6 +135,7 @@ class ImageDataset(Dataset):
         else:
             self.rows = np.arange(len(frame))
         self.frame, self.root, self.image_size = frame, root, int(image_size)
+        self.augment, self.seed = augment, int(seed)
         self.paths = frame[path_column].to_numpy(dtype=object)
         self.person = frame["person"].to_numpy(dtype=np.int64) if "person" in frame.columns else None
 
@@ -140,7 +148,7 @@ class ImageDataset(Dataset):
         img = load_image(self.paths[row], self.root, row, epoch)
         if isinstance(img, Skipped):
             return img
-        item = {"image": eval_transform(img, self.image_size), "index": row}  # image (1, S, S)
+        item = {"image": view_of(img, self.augment, self.image_size, self.seed, epoch, row), "index": row}
         if self.person is not None:
             item["person"] = int(self.person[row])
         return item

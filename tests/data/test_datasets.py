@@ -95,3 +95,16 @@ def test_image_dataset_from_cohort_frame_or_path(cohort, paths):
     assert torch.equal(plain[row]["image"], it["image"])
     with pytest.raises(ConfigError):
         ImageDataset(pd.DataFrame({"FID": ["a"], "IID": ["b"], "path": ["x"]}), S, split="train")
+
+
+def test_image_dataset_training_views_come_from_the_full_image(cohort):
+    """finetune --mode full's views: drawn from the full-resolution image, exactly as
+    ContigDataset draws them for the same (seed, epoch, row); a new epoch, a new view."""
+    cfg = AugmentConfig()
+    imgs = ImageDataset(cohort, 32, split="train", augment=cfg, seed=5)
+    contig = ContigDataset(cohort, "train", image_size=32, augment=cfg, seed=5)
+    a, b = imgs[(2, 3)], contig[(2, 3)]
+    assert a["index"] == b["index"] and torch.equal(a["image"], b["image"])
+    assert not torch.equal(imgs[(3, 3)]["image"], a["image"])
+    plain = ImageDataset(cohort, 32, split="train")
+    assert torch.equal(plain[(2, 3)]["image"], plain[(9, 3)]["image"])     # no augment: resize only
