@@ -31,20 +31,22 @@ def environment(device: torch.device) -> dict:
             "commit": commit, "extension_loaded": _extension.state().loaded}
 
 
+def time_once(fn, device: torch.device) -> float:
+    """Seconds of one fn() call (the GPU synchronised before and after)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - t0
+
+
 def timeit(fn, device: torch.device, *, warmup: int = 2, repeat: int = 5) -> float:
     """Median seconds of fn() over `repeat` runs after `warmup`."""
     for _ in range(warmup):
         fn()
-    times = []
-    for _ in range(repeat):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - t0)
-    times.sort()
+    times = sorted(time_once(fn, device) for _ in range(repeat))
     return times[len(times) // 2]
 
 

@@ -27,13 +27,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import save, table, timeit  # noqa: E402
+from _common import save, table, time_once, timeit  # noqa: E402
 
 from medcl import _extension  # noqa: E402
 from medcl.ops.sinkhorn import sinkhorn_log_reference  # noqa: E402
@@ -78,13 +77,7 @@ def bench_swav_codes(device: torch.device, B: int, K: int, eps: float, n_iters: 
     times: dict[str, list[float]] = {name: [] for name in impls}
     for _ in range(repeat):
         for name, fn in impls.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            t0 = time.perf_counter()
-            fn()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            times[name].append(time.perf_counter() - t0)
+            times[name].append(time_once(fn, device))
     rows = []
     for name in impls:
         ts = sorted(times[name])
