@@ -83,9 +83,11 @@ def _probe(weights: Path, root: Path, out: Path, target: str, task: str, repeats
            device: str) -> dict:
     from medcl.finetune import FinetuneConfig, run_finetune
 
-    report = out / "metrics.json"
-    if report.is_file() and (json.loads(report.read_text())["config"]["baseline"] == "random") == baseline:
-        return json.loads(report.read_text())
+    path = out / "metrics.json"
+    if path.is_file():
+        report = json.loads(path.read_text())
+        if (report["config"]["baseline"] == "random") == baseline:
+            return report
     cfg = FinetuneConfig(weights=str(weights), labels=str(root / "labels.csv"), target=target, out=str(out),
                          data=str(root / "manifest.csv"), task=task, mode="linear", fractions=FRACTIONS,
                          repeats=repeats, baseline="random" if baseline else None, workers=1, device=device)

@@ -151,7 +151,6 @@ def _contig(cfg: PretrainConfig, info):
                               head_hidden=cfg.head_hidden, proj_dim=cfg.proj_dim,
                               temperature=cfg.temperature, alpha=cfg.alpha)
     dims = {m: cohort.genetics[m].dim for m in mods}
-    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     method = ContigMethod(method_cfg, dims)
     train = ContigDataset(cohort, "train", image_size=cfg.image_size, augment=AugmentConfig(enabled=cfg.augment),
                           seed=cfg.seed)
@@ -188,7 +187,6 @@ def _simclr(cfg: PretrainConfig, info):
     method_cfg = SimCLRConfig(image=ImageEncoderConfig(arch=cfg.arch, width=cfg.width), head_hidden=cfg.head_hidden,
                               proj_dim=cfg.proj_dim, temperature=cfg.temperature)
     train, val = _views(cfg, info, small_crops=0)
-    torch.manual_seed(cfg.seed)
     return SimCLRMethod(method_cfg), train, val, {"config": method_cfg.to_dict(), "pairs": cfg.pairs}
 
 
@@ -203,7 +201,6 @@ def _swav(cfg: PretrainConfig, info):
     if cfg.small_crops < 0:
         raise ConfigError(f"--small-crops {cfg.small_crops} must be >= 0")
     train, val = _views(cfg, info, small_crops=cfg.small_crops)
-    torch.manual_seed(cfg.seed)
     return SwAVMethod(method_cfg), train, val, {"config": method_cfg.to_dict(), "pairs": cfg.pairs}
 
 
@@ -224,8 +221,7 @@ def _puzzle(cfg: PretrainConfig, info):
     val = PuzzleDataset(cohort, "val", augment=None, **common)
     if info.is_main:
         log.info("puzzle: %d×%d tiles of %d px from %s", cfg.grid, cfg.grid, train.tile, ", ".join(columns))
-    torch.manual_seed(cfg.seed)
-    return PuzzleMethod(method_cfg), train, val, {"config": method_cfg.to_dict(), "columns": list(columns)}
+    return PuzzleMethod(method_cfg), train, val, {"config": method_cfg.to_dict()}
 
 
 BUILDERS = {"contig": _contig, "simclr": _simclr, "swav": _swav, "puzzle": _puzzle}
@@ -253,6 +249,7 @@ def run_pretrain(cfg: PretrainConfig):
         (run / "config.yaml").write_text(yaml.safe_dump(plain(asdict(cfg)), sort_keys=False))
     D.barrier()
 
+    torch.manual_seed(cfg.seed)  # identical initial weights on every rank (builders draw no other numbers)
     method, train_ds, val_ds, method_meta = BUILDERS[cfg.method](cfg, info)
     if cfg.init_from and not cfg.resume:
         state, _ = load_weights(Path(cfg.init_from))

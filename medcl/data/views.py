@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from medcl.data.augment import AugmentConfig, augment, eval_transform
+from medcl.data.augment import AugmentConfig, augment
 from medcl.data.bad_samples import Skipped
 from medcl.data.cohort import Cohort
 from medcl.data.datasets import _key, load_image
@@ -118,8 +118,8 @@ class ViewsDataset(Dataset):
             return images[row]
         sources = (row, partner)
         plain = self.pairs == "patient" and partner != row
-        views = torch.stack([eval_transform(images[s], self.image_size) if plain
-                             else augment(images[s], self.augment, self.image_size, g) for s in sources])
+        cfg = None if plain else self.augment                                # None: resize only
+        views = torch.stack([augment(images[s], cfg, self.image_size, g) for s in sources])
         item = {"views": views, "paired": torch.tensor(partner != row),       # (2, 1, S, S)
                 "index": row, "person": int(self.person[row])}
         if self.small_crops:

@@ -1,4 +1,8 @@
-"""Method configs to and from plain dicts (the JSON saved with checkpoints and exported weights)."""
+"""Method configs to and from plain dicts (the JSON saved with checkpoints and exported weights).
+
+A method's config is a dataclass that also derives from :class:`DictConfig`, which gives it
+``to_dict()`` and ``from_dict(d)``.
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -35,3 +39,14 @@ def config_from_dict(cls, d: dict):
             v = tuple(v)
         kwargs[f.name] = v
     return cls(**kwargs)
+
+
+class DictConfig:
+    """Mixin for dataclass configs: ``to_dict()`` / ``cls.from_dict(d)`` (see the functions above)."""
+
+    def to_dict(self) -> dict:
+        return config_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        return config_from_dict(cls, d)

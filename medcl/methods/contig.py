@@ -16,14 +16,14 @@ import torch
 from torch import nn
 
 from medcl.losses import ContigLoss
-from medcl.methods._config import config_from_dict, config_to_dict
+from medcl.methods._config import DictConfig
 from medcl.methods.retrieval import topk_accuracy
 from medcl.models import (GeneticsEncoderConfig, ImageEncoderConfig, ProjectionHeadConfig, build_genetics_encoder,
                           build_image_encoder, build_projection_head)
 
 
 @dataclass
-class ContigConfig:
+class ContigConfig(DictConfig):
     modalities: tuple = ("snp",)                                           # genetic modalities aligned with the image
     image: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)  # image encoder
     genetics: GeneticsEncoderConfig = field(default_factory=GeneticsEncoderConfig)  # per-modality encoder
@@ -31,13 +31,6 @@ class ContigConfig:
     proj_dim: int = 128                                                    # projection (embedding) size
     temperature: float = 0.1                                               # InfoNCE temperature τ
     alpha: float = 0.75                                                    # weight of image→genetics
-
-    def to_dict(self) -> dict:
-        return config_to_dict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ContigConfig":
-        return config_from_dict(cls, d)
 
 
 class ContigMethod(nn.Module):

@@ -24,13 +24,13 @@ import torch
 from torch import nn
 
 from medcl.losses.puzzle import KINDS, PuzzleLoss
-from medcl.methods._config import config_from_dict, config_to_dict
+from medcl.methods._config import DictConfig
 from medcl.models import ImageEncoderConfig, build_image_encoder
 from medcl.ops import hungarian, sinkhorn
 
 
 @dataclass
-class PuzzleConfig:
+class PuzzleConfig(DictConfig):
     image: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)  # shared tile encoder
     grid: int = 3                       # n: puzzles of n × n tiles (N = n²)
     columns: tuple = ("path",)          # manifest columns of the co-registered modalities mixed in a puzzle
@@ -41,13 +41,6 @@ class PuzzleConfig:
     tau: float = 1.0                    # Sinkhorn temperature τ
     noise: float = 0.0                  # Gumbel noise factor while training (0: none)
     loss: str = "mse"                   # mse (the paper) | ce
-
-    def to_dict(self) -> dict:
-        return config_to_dict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "PuzzleConfig":
-        return config_from_dict(cls, d)
 
 
 class PuzzleHead(nn.Module):

@@ -13,24 +13,17 @@ import torch
 from torch import nn
 
 from medcl.losses.ntxent import NTXentLoss
-from medcl.methods._config import config_from_dict, config_to_dict
+from medcl.methods._config import DictConfig
 from medcl.methods.retrieval import topk_accuracy
 from medcl.models import ImageEncoderConfig, ProjectionHeadConfig, build_image_encoder, build_projection_head
 
 
 @dataclass
-class SimCLRConfig:
+class SimCLRConfig(DictConfig):
     image: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)  # image encoder
     head_hidden: int = 2048                                                # projection head hidden width
     proj_dim: int = 128                                                    # projection size
     temperature: float = 0.1                                               # NT-Xent τ
-
-    def to_dict(self) -> dict:
-        return config_to_dict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "SimCLRConfig":
-        return config_from_dict(cls, d)
 
 
 def project_views(encoder: nn.Module, head: nn.Module, views: torch.Tensor) -> torch.Tensor:

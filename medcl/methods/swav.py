@@ -22,14 +22,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from medcl.losses.swav import SwAVLoss
-from medcl.methods._config import config_from_dict, config_to_dict
+from medcl.methods._config import DictConfig
 from medcl.methods.simclr import project_views, view_retrieval
 from medcl.models import ImageEncoderConfig, ProjectionHeadConfig, build_image_encoder, build_projection_head
 from medcl.ops import collectives
 
 
 @dataclass
-class SwAVConfig:
+class SwAVConfig(DictConfig):
     image: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)  # image encoder
     head_hidden: int = 2048                                                # projection head hidden width
     proj_dim: int = 128                                                    # projection size
@@ -39,13 +39,6 @@ class SwAVConfig:
     sinkhorn_iters: int = 3                                                # Sinkhorn-Knopp rounds
     queue_length: int = 0                                                  # queued embeddings (0: no queue)
     freeze_prototypes_iters: int = 300                                     # forwards before prototypes train
-
-    def to_dict(self) -> dict:
-        return config_to_dict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "SwAVConfig":
-        return config_from_dict(cls, d)
 
 
 class SwAVMethod(nn.Module):
@@ -96,7 +89,8 @@ class SwAVMethod(nn.Module):
     @torch.no_grad()
     def _push(self, z: torch.Tensor) -> None:
         """z (2, B, P) of this rank → the global batch's rows at the front of the queue."""
-        z = torch.stack([collectives.gather(z[n]) for n in range(2)]) if collectives.world_size() > 1 else z
+        if collectives.world_size() > 1:                                    # one gather: (B_global, 2, P)
+            z = collectives.gather(z.transpose(0, 1).contiguous()).transpose(0, 1)
         L = self.cfg.queue_length
         self.queue.copy_(torch.cat([z.to(self.queue.dtype), self.queue], dim=1)[:, :L])
         self.queued.fill_(min(int(self.queued) + z.shape[1], L))

@@ -37,16 +37,22 @@ from medcl import _extension
 from medcl.ops import collectives
 
 
+def _lse_over_ranks(m: torch.Tensor, s: torch.Tensor, distributed: bool) -> torch.Tensor:
+    """Per-column partials of this rank's rows, m = max and s = Σ exp(x − m) (K,) each → the
+    log Σ exp over every rank's rows (this rank's alone if not distributed)."""
+    finite = lambda t: torch.where(torch.isfinite(t), t, torch.zeros_like(t))   # noqa: E731  (−inf: no rows)
+    if distributed:
+        M = collectives.all_reduce_max(m)
+        s = collectives.all_reduce_sum(torch.where(s > 0, s * torch.exp(finite(m) - finite(M)), s))
+        m = M
+    return finite(m) + torch.log(s)
+
+
 def _global_logsumexp_over_samples(L: torch.Tensor, distributed: bool) -> torch.Tensor:
     """(B, K) → (K,): log Σ over the samples of every rank (this rank's alone if not distributed)."""
     m = L.amax(dim=0) if L.shape[0] else L.new_full((L.shape[1],), float("-inf"))   # (K,)
-    if distributed:
-        m = collectives.all_reduce_max(m)
-    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
-    s = torch.exp(L - m).sum(dim=0)                                      # (K,)
-    if distributed:
-        s = collectives.all_reduce_sum(s)
-    return m + torch.log(s)
+    s = torch.exp(L - torch.where(torch.isfinite(m), m, torch.zeros_like(m))).sum(dim=0)  # (K,)
+    return _lse_over_ranks(m, s, distributed)
 
 
 def _check(scores, eps, n_iters) -> None:
@@ -89,11 +95,7 @@ def _kernel_distributed(x: torch.Tensor, eps: float, n_iters: int, B_global: int
     K = x.shape[1]
     log_K, log_B = math.log(K), math.log(B_global)
     m, s = torch.ops.medcl.sinkhorn_knopp_col_lse(x, eps)              # (K,), (K,) float64
-    M = collectives.all_reduce_max(m)
-    M_shift = torch.where(torch.isfinite(M), M, 0.0)
-    m_shift = torch.where(torch.isfinite(m), m, 0.0)
-    s = collectives.all_reduce_sum(torch.where(s > 0, s * torch.exp(m_shift - M_shift), s))
-    v = M_shift + torch.log(s) + log_K                                  # (K,) column potentials
+    v = _lse_over_ranks(m, s, True) + log_K                             # (K,) column potentials
     for _ in range(n_iters - 1):
         col = collectives.all_reduce_sum(torch.ops.medcl.sinkhorn_knopp_col_sums(x, eps, v))
         v = v + torch.log(col) + (log_K - log_B)

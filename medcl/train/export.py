@@ -17,8 +17,7 @@ from medcl.errors import MedclError
 from medcl.train import checkpoint as ckpt
 
 FORMAT = "medcl.weights"
-META_KEYS = ("method", "config", "genetic_dims", "preprocessing", "counted_allele", "genetics_stats", "pairs",
-             "columns")
+META_KEYS = ("method", "config", "genetic_dims", "preprocessing", "counted_allele", "genetics_stats", "pairs")
 
 
 def export_weights(state_dict: dict, path: Path, meta: dict) -> Path:
