@@ -29,8 +29,11 @@ inline void check_skk_iters(const char* op, int64_t n_iters) {
               ": n_iters must be >= 1, got ", n_iters);
 }
 
-// v (K,) float64 column potentials on the scores' device.
-inline void check_skk_potentials(const char* op, const at::Tensor& v, const at::Tensor& scores) {
+// The arguments of a pass over column potentials (col_sums, codes): scores and eps as above, and
+// v (K,) float64 on the scores' device.
+inline void check_skk_pass(const char* op, const at::Tensor& scores, double eps, const at::Tensor& v) {
+  check_skk_scores(op, scores);
+  check_skk_eps(op, eps);
   TORCH_CHECK(v.dim() == 1 && v.size(0) == scores.size(1) && v.scalar_type() == at::kDouble, op,
               ": v must be float64 (K,) = (", scores.size(1), ",), got ", v.scalar_type(), " ",
               v.sizes());

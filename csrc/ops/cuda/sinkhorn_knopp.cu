@@ -84,9 +84,7 @@ std::tuple<at::Tensor, at::Tensor> sinkhorn_knopp_col_lse_cuda(const at::Tensor&
 
 at::Tensor sinkhorn_knopp_col_sums_cuda(const at::Tensor& scores, double eps, const at::Tensor& v_in) {
   constexpr const char* op = "medcl::sinkhorn_knopp_col_sums";
-  check_skk_scores(op, scores);
-  check_skk_eps(op, eps);
-  check_skk_potentials(op, v_in, scores);
+  check_skk_pass(op, scores, eps, v_in);
   const c10::cuda::CUDAGuard guard(scores.device());
   const at::Tensor x = scores.contiguous(), v = v_in.contiguous();
   const int64_t B = x.size(0), K = x.size(1);
@@ -104,9 +102,7 @@ at::Tensor sinkhorn_knopp_col_sums_cuda(const at::Tensor& scores, double eps, co
 
 at::Tensor sinkhorn_knopp_codes_cuda(const at::Tensor& scores, double eps, const at::Tensor& v_in) {
   constexpr const char* op = "medcl::sinkhorn_knopp_codes";
-  check_skk_scores(op, scores);
-  check_skk_eps(op, eps);
-  check_skk_potentials(op, v_in, scores);
+  check_skk_pass(op, scores, eps, v_in);
   const c10::cuda::CUDAGuard guard(scores.device());
   const at::Tensor x = scores.contiguous(), v = v_in.contiguous();
   const int64_t B = x.size(0), K = x.size(1);
