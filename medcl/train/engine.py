@@ -244,6 +244,7 @@ class Trainer:
         finally:
             progress.close()
             metrics.close()
+            self.model = self.method  # drop the DDP wrapper: it must go before the process group (D.shutdown)
         return TrainResult(self.step, self.epoch, self.last_checkpoint, self.history)
 
     def _forward(self, batch) -> dict:

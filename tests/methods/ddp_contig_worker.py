@@ -11,6 +11,7 @@ import torch
 
 from medcl.methods import ContigConfig, ContigMethod
 from medcl.models import GeneticsEncoderConfig, ImageEncoderConfig
+from medcl.train.distributed import shutdown
 
 DIMS = {"snp": 12, "prs": 1}
 
@@ -37,7 +38,8 @@ def main(rank: int, world: int, tmp: str) -> None:
     if rank == 0:
         torch.save({"loss": out["loss"].detach(), "grads": {n: p.grad for n, p in m.named_parameters()}},
                    f"{tmp}/rank0.pt")
-    dist.destroy_process_group()
+    del out, ddp                 # the DDP wrapper goes before the process group (see shutdown)
+    shutdown()
 
 
 if __name__ == "__main__":

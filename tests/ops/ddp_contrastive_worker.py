@@ -11,6 +11,8 @@ import sys
 
 import torch
 
+from medcl.train.distributed import shutdown
+
 
 def main(rank: int, world: int, tmp: str) -> None:
     import torch.distributed as dist
@@ -30,7 +32,7 @@ def main(rank: int, world: int, tmp: str) -> None:
                                 mask_b=full["mask_b"][lo:hi], distributed=True)
     loss.backward()
     torch.save({"loss": loss.detach(), "a": a.grad, "b": b.grad, "tau": tau.grad}, f"{tmp}/rank{rank}.pt")
-    dist.destroy_process_group()
+    shutdown()
 
 
 if __name__ == "__main__":

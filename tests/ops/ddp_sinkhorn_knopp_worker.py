@@ -11,6 +11,8 @@ import sys
 
 import torch
 
+from medcl.train.distributed import shutdown
+
 
 def main(rank: int, world: int, tmp: str) -> None:
     import torch.distributed as dist
@@ -23,7 +25,7 @@ def main(rank: int, world: int, tmp: str) -> None:
     lo, hi = full["bounds"][rank], full["bounds"][rank + 1]
     codes = sinkhorn_knopp(full["scores"][lo:hi], eps=full["eps"], n_iters=full["n_iters"])
     torch.save({"codes": codes, "backend": _extension.backend("sinkhorn_knopp", "cpu")}, f"{tmp}/codes{rank}.pt")
-    dist.destroy_process_group()
+    shutdown()
 
 
 if __name__ == "__main__":
