@@ -84,8 +84,8 @@ def _read_dataset(path: Path):
                          fix="the file is truncated or corrupt; re-export or remove it") from None
 
 
-def _stored_pixels(ds, path: Path) -> np.ndarray:
-    """Decoded stored values, (H, W) or (F, H, W), integer numpy."""
+def _check_grayscale(ds, path: Path) -> None:
+    """DicomError unless ds holds integer pixel data of a MONOCHROME1/2 single-sample image."""
     if "PixelData" not in ds:
         if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
             raise DicomError("float pixel data is not supported (stored integer values are)", path=path)
@@ -96,6 +96,11 @@ def _stored_pixels(ds, path: Path) -> np.ndarray:
     if spp != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise DicomError(f"not a grayscale image ({photometric}, {spp} samples per pixel)", path=path,
                          fix="read_image handles MONOCHROME1/MONOCHROME2 images")
+
+
+def _stored_pixels(ds, path: Path) -> np.ndarray:
+    """Decoded stored values, (H, W) or (F, H, W), integer numpy (pydicom and its plugins)."""
+    _check_grayscale(ds, path)
     tsyntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     if tsyntax is not None and tsyntax.is_compressed:
         from pydicom.pixels import get_decoder

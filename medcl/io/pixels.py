@@ -1,0 +1,266 @@
+"""DICOM frames as raw pixel records, decoded in batches by the ``decode_pixels`` op.
+
+``read_raw`` reads a file's header and its undecoded pixel bytes, one :class:`RawImage` per frame:
+native (little- or big-endian, 8/16/32 bits allocated) and RLE Lossless frames stay as bytes and
+are decoded, rescaled, windowed and inverted in one pass of ``medcl.ops.decode_pixels`` (C++ on
+CPU, CUDA on the GPU) by ``decode_raw``. Everything else pydicom decodes (JPEG family through its
+plugins, 1-bit data, 8-bit big-endian OW) is decoded here on CPU into little-endian stored values.
+The result equals :func:`medcl.io.dicom.read_image` frame by frame, except that a file with no
+VOI is windowed over each frame's own min..max (read_image: over all frames together).
+
+Errors follow medcl/io/dicom.py: every one is a :class:`medcl.errors.DicomError` naming the file
+and never quoting a header value other than the geometry, pixel and LUT attributes medcl uses.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from medcl.errors import DicomError
+from medcl.io.dicom import Lut, _check_grayscale, _lut, _read_dataset, _stored_pixels, _window
+from medcl.ops.decode_pixels import ENCODINGS, FUNCTIONS, REASONS, decode_pixels
+
+__all__ = ["ENCODINGS", "RawImage", "read_raw", "raw_from_dataset", "decode_raw", "status_reason"]
+
+_RLE_LOSSLESS = "1.2.840.10008.1.2.5"
+
+
+@dataclass
+class RawImage:
+    """One frame's undecoded pixels and what decoding needs."""
+    data: bytes                       # native: the frame's Pixel Data bytes; rle: the frame's fragment(s) joined
+    rows: int                         # (0028,0010)
+    columns: int                      # (0028,0011)
+    bits_allocated: int               # 8 | 16 | 32
+    bits_stored: int                  # 1 .. bits_allocated
+    high_bit: int                     # bits_stored - 1 .. bits_allocated - 1
+    signed: bool                      # Pixel Representation 1
+    encoding: int                     # ENCODINGS value
+    slope: float = 1.0                # Rescale Slope (unused when modality_lut is set)
+    intercept: float = 0.0            # Rescale Intercept (unused when modality_lut is set)
+    window: tuple | None = None       # (center, width, "linear"|"linear_exact"|"sigmoid") of the first window; None → "minmax"
+    invert: bool = False              # MONOCHROME1
+    modality_lut: Lut | None = None   # Modality LUT Sequence table, when the file has one
+    voi_lut: Lut | None = None        # VOI LUT Sequence table, when the file has one (then window is None)
+
+
+def status_reason(code: int) -> str:
+    """One line for a decode status (bad_files.csv / bad_samples.csv)."""
+    return REASONS.get(int(code), f"unknown decode status {int(code)}")
+
+
+def read_raw(path: str | os.PathLike) -> list[RawImage]:
+    """Reads a grayscale DICOM file's frames undecoded (one RawImage per frame)."""
+    path = Path(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warnings can quote header values
+        ds = _read_dataset(path)
+    return raw_from_dataset(ds, path)
+
+
+def _int(ds, keyword: str, path: Path, default: int | None = None) -> int:
+    value = ds.get(keyword, default)
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise DicomError(f"missing or malformed {keyword}", path=path) from None
+
+
+def raw_from_dataset(ds, path: str | os.PathLike) -> list[RawImage]:
+    """As :func:`read_raw`, from an already-read pydicom Dataset."""
+    path = Path(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _check_grayscale(ds, path)
+        rows, cols = _int(ds, "Rows", path), _int(ds, "Columns", path)
+        ba, bs = _int(ds, "BitsAllocated", path), _int(ds, "BitsStored", path)
+        hb, pr = _int(ds, "HighBit", path, bs - 1), _int(ds, "PixelRepresentation", path, 0)
+        nf = _int(ds, "NumberOfFrames", path, 1) if ds.get("NumberOfFrames") not in (None, "") else 1
+        if rows < 1 or cols < 1 or nf < 0:
+            raise DicomError(f"invalid image size ({nf} frames of {rows} x {cols})", path=path)
+        nf = max(nf, 1)
+        if not (1 <= bs <= ba and bs - 1 <= hb < ba and pr in (0, 1)):
+            raise DicomError(f"invalid pixel layout (Bits Allocated {ba}, Bits Stored {bs}, High Bit {hb}, "
+                             f"Pixel Representation {pr})", path=path)
+        mlut = _lut(ds.ModalityLUTSequence[0], ds, path) if ds.get("ModalityLUTSequence") else None
+        vlut = _lut(ds.VOILUTSequence[0], ds, path) if ds.get("VOILUTSequence") else None
+        window = _window(ds, path) if vlut is None else None
+        slope, intercept = 1.0, 0.0
+        if mlut is None and ds.get("RescaleSlope") is not None and ds.get("RescaleIntercept") is not None:
+            try:
+                slope, intercept = float(ds.RescaleSlope), float(ds.RescaleIntercept)
+            except (TypeError, ValueError):
+                raise DicomError("malformed Rescale Slope/Intercept", path=path) from None
+        common = dict(rows=rows, columns=cols, slope=slope, intercept=intercept, window=window,
+                      invert=str(ds.get("PhotometricInterpretation", "")).strip().upper() == "MONOCHROME1",
+                      modality_lut=mlut, voi_lut=vlut)
+        tsyntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        layout = dict(bits_allocated=ba, bits_stored=bs, high_bit=hb, signed=bool(pr))
+        if tsyntax is not None and ba in (8, 16, 32):
+            if tsyntax == _RLE_LOSSLESS:
+                return [RawImage(data=f, encoding=ENCODINGS["rle"], **layout, **common)
+                        for f in _rle_frames(ds, nf, path)]
+            big_ow8 = ba == 8 and not tsyntax.is_little_endian and ds["PixelData"].VR == "OW"
+            if not tsyntax.is_encapsulated and not big_ow8:
+                enc = ENCODINGS["native_le" if tsyntax.is_little_endian else "native_be"]
+                return [RawImage(data=f, encoding=enc, **layout, **common)
+                        for f in _native_frames(ds.PixelData, rows * cols * ba // 8, nf, path)]
+        # JPEG family, 1-bit, 8-bit big-endian OW, no transfer syntax: pydicom decodes (stored values).
+        return _decoded_frames(_stored_pixels(ds, path), path, common)
+
+
+def _native_frames(pixel_data: bytes, frame_bytes: int, nf: int, path: Path) -> list[bytes]:
+    if len(pixel_data) < nf * frame_bytes:
+        raise DicomError(f"pixel data is truncated ({len(pixel_data)} bytes, {nf} frame(s) need "
+                         f"{nf * frame_bytes})", path=path, fix="re-export or remove the file")
+    if nf == 1 and len(pixel_data) == frame_bytes:
+        return [bytes(pixel_data)]
+    view = memoryview(pixel_data)
+    return [bytes(view[i * frame_bytes:(i + 1) * frame_bytes]) for i in range(nf)]
+
+
+def _rle_frames(ds, nf: int, path: Path) -> list[bytes]:
+    from pydicom.encaps import generate_frames
+
+    eot = ds.get("ExtendedOffsetTable")
+    extended = (eot, ds.ExtendedOffsetTableLengths) if eot is not None and "ExtendedOffsetTableLengths" in ds else None
+    try:
+        frames = []
+        for frame in generate_frames(ds.PixelData, number_of_frames=nf, extended_offsets=extended):
+            frames.append(bytes(frame))
+            if len(frames) == nf:
+                break
+    except Exception as exc:  # noqa: BLE001 - malformed encapsulation in any way
+        raise DicomError(f"cannot read the encapsulated RLE pixel data ({type(exc).__name__})", path=path,
+                         fix="the file is truncated or corrupt; re-export or remove it") from None
+    if len(frames) != nf:
+        raise DicomError(f"RLE pixel data holds {len(frames)} frame(s), Number of Frames says {nf}", path=path)
+    return frames
+
+
+def _decoded_frames(arr: np.ndarray, path: Path, common: dict) -> list[RawImage]:
+    """pydicom-decoded stored values (H, W) or (F, H, W) → native little-endian records."""
+    if arr.dtype == np.bool_:
+        arr = arr.astype(np.uint8)
+    if arr.dtype.itemsize not in (1, 2, 4) or not np.issubdtype(arr.dtype, np.integer):
+        raise DicomError(f"pixel data decodes to {arr.dtype}, not 8-, 16- or 32-bit integers", path=path)
+    arr = arr.reshape((-1,) + arr.shape[-2:])                                   # (F, H, W)
+    bits = arr.dtype.itemsize * 8
+    arr = np.ascontiguousarray(arr.astype(arr.dtype.newbyteorder("<"), copy=False))
+    layout = dict(bits_allocated=bits, bits_stored=bits, high_bit=bits - 1,
+                  signed=bool(np.issubdtype(arr.dtype, np.signedinteger)))
+    common = {**common, "rows": int(arr.shape[1]), "columns": int(arr.shape[2])}
+    return [RawImage(data=frame.tobytes(), encoding=ENCODINGS["native_le"], **layout, **common) for frame in arr]
+
+
+# --- decoding ----------------------------------------------------------------------------------
+
+def _pack(raws: list[RawImage], pin: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Concatenated bytes (N,) uint8, offsets (B+1,) int64, desc (B, 7) int64 (CPU tensors)."""
+    sizes = [len(r.data) for r in raws]
+    offsets = torch.zeros(len(raws) + 1, dtype=torch.int64)
+    torch.cumsum(torch.tensor(sizes, dtype=torch.int64), 0, out=offsets[1:])
+    data = torch.empty(int(offsets[-1]), dtype=torch.uint8, pin_memory=pin)
+    flat = data.numpy()
+    for r, start, n in zip(raws, offsets.tolist(), sizes):
+        flat[start:start + n] = np.frombuffer(r.data, dtype=np.uint8)
+    desc = torch.tensor([[r.rows, r.columns, r.bits_allocated, r.bits_stored, r.high_bit, int(r.signed), r.encoding]
+                         for r in raws], dtype=torch.int64).view(len(raws), 7)
+    return data, offsets, desc
+
+
+def _run_op(raws: list[RawImage], codes: list[int], params: list[list[float]], invert: list[bool],
+            device: torch.device, height: int, width: int, dtype: torch.dtype):
+    pin = device.type == "cuda"
+    data, offsets, desc = _pack(raws, pin)
+    to = dict(device=device, non_blocking=pin)
+    return decode_pixels(data.to(**to), offsets.to(**to), desc.to(**to),
+                         torch.tensor(params, dtype=torch.float64).view(len(raws), 4).to(**to),
+                         torch.tensor(codes, dtype=torch.int32).to(**to), torch.tensor(invert, dtype=torch.bool).to(**to),
+                         height=height, width=width, dtype=dtype)
+
+
+def _with_tables(r: RawImage, stored: torch.Tensor, voi: bool) -> torch.Tensor:
+    """read_image's table-LUT branches on one frame's (rows, cols) integer stored values → float32."""
+    from medcl.ops import intensity
+
+    x = stored[None]                                                          # (1, rows, cols) int64
+    slope, intercept = r.slope, r.intercept
+    if r.modality_lut is not None:
+        x = r.modality_lut.apply(x)
+        slope, intercept = 1.0, 0.0
+    if not voi:
+        return intensity(x, slope=slope, intercept=intercept, function="none")[0]
+    if r.voi_lut is not None:
+        values = intensity(x, slope=slope, intercept=intercept, function="none", dtype=torch.float64)
+        out = (r.voi_lut.apply(values).to(torch.float64) / float(2 ** r.voi_lut.bits - 1)).to(torch.float32)
+        return (1.0 - out if r.invert else out)[0]
+    center, width, function = r.window if r.window is not None else _minmax_window(x, slope, intercept)
+    return intensity(x, slope=slope, intercept=intercept, center=center, width=width, function=function,
+                     invert=r.invert)[0]
+
+
+def _minmax_window(x: torch.Tensor, slope: float, intercept: float) -> tuple[float, float, str]:
+    lo_hi = torch.aminmax(x)
+    lo, hi = float(lo_hi.min) * slope + intercept, float(lo_hi.max) * slope + intercept
+    lo, hi = min(lo, hi), max(lo, hi)
+    return (lo + hi) / 2.0, max(hi - lo, 1e-6), "linear_exact"
+
+
+def decode_raw(raws: list[RawImage], *, device: str | torch.device = "cpu", height: int | None = None,
+               width: int | None = None, voi: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Decodes frames into one zero-padded batch on ``device``.
+
+    Returns images (B, H, W) float32 (H, W default to the largest rows/columns; a frame larger than
+    the given size gets a nonzero status), sizes (B, 2) int64 (rows, columns) and status (B,) int32
+    (0 ok, else :func:`status_reason`; such an image is all zeros). With ``voi`` the values are
+    read_image's: modality LUT or rescale, then VOI LUT, the file's first window or the frame's own
+    min..max (LINEAR_EXACT), then MONOCHROME1 inversion, in [0, 1]; without, modality values.
+    """
+    device = torch.device(device)
+    B = len(raws)
+    H = max((r.rows for r in raws), default=0) if height is None else int(height)
+    W = max((r.columns for r in raws), default=0) if width is None else int(width)
+    sizes = torch.tensor([[r.rows, r.columns] for r in raws], dtype=torch.int64).view(B, 2).to(device)
+    if B == 0:
+        return torch.zeros(0, H, W, device=device), sizes, torch.zeros(0, dtype=torch.int32, device=device)
+    tables = [i for i, r in enumerate(raws) if r.modality_lut is not None or r.voi_lut is not None]
+    plain = [i for i, r in enumerate(raws) if r.modality_lut is None and r.voi_lut is None]
+    images = torch.zeros(B, H, W, dtype=torch.float32, device=device) if tables else None
+    status = torch.zeros(B, dtype=torch.int32, device=device) if tables else None
+    if plain:
+        codes, params = [], []
+        for i in plain:
+            r = raws[i]
+            if not voi:
+                codes.append(FUNCTIONS["none"])
+                params.append([r.slope, r.intercept, 0.0, 1.0])
+            elif r.window is None:
+                codes.append(FUNCTIONS["minmax"])
+                params.append([r.slope, r.intercept, 0.0, 1.0])
+            else:
+                center, win_width, function = r.window
+                codes.append(FUNCTIONS[function])
+                params.append([r.slope, r.intercept, float(center), float(win_width)])
+        out, st = _run_op([raws[i] for i in plain], codes, params, [voi and raws[i].invert for i in plain],
+                          device, H, W, torch.float32)
+        if not tables:
+            return out, sizes, st
+        index = torch.tensor(plain, device=device)
+        images[index], status[index] = out, st
+    # Table LUTs: stored values from the op (float64 holds every 32-bit value exactly), tables in torch.
+    out, st = _run_op([raws[i] for i in tables], [FUNCTIONS["none"]] * len(tables), [[1.0, 0.0, 0.0, 1.0]] * len(tables),
+                      [False] * len(tables), device, H, W, torch.float64)
+    st_host = st.cpu()
+    for k, i in enumerate(tables):
+        status[i] = st[k]
+        r = raws[i]
+        if int(st_host[k]) == 0:
+            stored = out[k, :r.rows, :r.columns].round().to(torch.int64)
+            images[i, :r.rows, :r.columns] = _with_tables(r, stored, voi)
+    return images, sizes, status
