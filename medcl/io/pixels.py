@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,8 @@ from medcl.errors import DicomError
 from medcl.io.dicom import Lut, _check_grayscale, _lut, _read_dataset, _stored_pixels, _window
 from medcl.ops.decode_pixels import ENCODINGS, FUNCTIONS, REASONS, decode_pixels
 
-__all__ = ["ENCODINGS", "RawImage", "read_raw", "raw_from_dataset", "decode_raw", "status_reason"]
+__all__ = ["ENCODINGS", "RawImage", "read_raw", "raw_from_dataset", "pack_raw", "decode_packed", "decode_raw",
+           "status_reason"]
 
 _RLE_LOSSLESS = "1.2.840.10008.1.2.5"
 
@@ -160,29 +161,95 @@ def _decoded_frames(arr: np.ndarray, path: Path, common: dict) -> list[RawImage]
 
 # --- decoding ----------------------------------------------------------------------------------
 
-def _pack(raws: list[RawImage], pin: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Concatenated bytes (N,) uint8, offsets (B+1,) int64, desc (B, 7) int64 (CPU tensors)."""
-    sizes = [len(r.data) for r in raws]
-    offsets = torch.zeros(len(raws) + 1, dtype=torch.int64)
-    torch.cumsum(torch.tensor(sizes, dtype=torch.int64), 0, out=offsets[1:])
-    data = torch.empty(int(offsets[-1]), dtype=torch.uint8, pin_memory=pin)
+def pack_raw(raws: list[RawImage], *, voi: bool = True, height: int | None = None,
+             width: int | None = None) -> dict:
+    """Frames → the op's inputs as CPU tensors, for :func:`decode_packed` (pin or move them as a
+    whole; the dict pickles, so DataLoader workers can pack and the main process decode).
+
+    Keys: "data" (N,) uint8, "offsets" (B+1,) int64, "desc" (B, 7) int64, "params" (B, 4) float64,
+    "function" (B,) int32, "invert" (B,) bool, "sizes" (B, 2) int64 (rows, columns); "height",
+    "width" (the output size: the largest frame unless given), "voi", and "tables": (index,
+    RawImage without its bytes) of the frames with table LUTs, finished in torch after the op.
+    """
+    B = len(raws)
+    nbytes = [len(r.data) for r in raws]
+    offsets = torch.zeros(B + 1, dtype=torch.int64)
+    torch.cumsum(torch.tensor(nbytes, dtype=torch.int64), 0, out=offsets[1:])
+    data = torch.empty(int(offsets[-1]), dtype=torch.uint8)
     flat = data.numpy()
-    for r, start, n in zip(raws, offsets.tolist(), sizes):
+    for r, start, n in zip(raws, offsets.tolist(), nbytes):
         flat[start:start + n] = np.frombuffer(r.data, dtype=np.uint8)
-    desc = torch.tensor([[r.rows, r.columns, r.bits_allocated, r.bits_stored, r.high_bit, int(r.signed), r.encoding]
-                         for r in raws], dtype=torch.int64).view(len(raws), 7)
-    return data, offsets, desc
+    codes, params, invert, tables = [], [], [], []
+    for i, r in enumerate(raws):
+        table = r.modality_lut is not None or r.voi_lut is not None
+        invert.append(voi and r.invert and not table)
+        if table:
+            tables.append((i, replace(r, data=b"")))
+            codes.append(FUNCTIONS["none"])                    # stored values out; tables after
+            params.append([1.0, 0.0, 0.0, 1.0])
+        elif not voi:
+            codes.append(FUNCTIONS["none"])
+            params.append([r.slope, r.intercept, 0.0, 1.0])
+        elif r.window is None:
+            codes.append(FUNCTIONS["minmax"])
+            params.append([r.slope, r.intercept, 0.0, 1.0])
+        else:
+            center, win_width, function = r.window
+            codes.append(FUNCTIONS[function])
+            params.append([r.slope, r.intercept, float(center), float(win_width)])
+    sizes = torch.tensor([[r.rows, r.columns] for r in raws], dtype=torch.int64).view(B, 2)
+    return {
+        "data": data, "offsets": offsets,
+        "desc": torch.tensor([[r.rows, r.columns, r.bits_allocated, r.bits_stored, r.high_bit, int(r.signed),
+                               r.encoding] for r in raws], dtype=torch.int64).view(B, 7),
+        "params": torch.tensor(params, dtype=torch.float64).view(B, 4),
+        "function": torch.tensor(codes, dtype=torch.int32), "invert": torch.tensor(invert, dtype=torch.bool),
+        "sizes": sizes,
+        "height": max((r.rows for r in raws), default=0) if height is None else int(height),
+        "width": max((r.columns for r in raws), default=0) if width is None else int(width),
+        "voi": bool(voi), "tables": tables,
+    }
 
 
-def _run_op(raws: list[RawImage], codes: list[int], params: list[list[float]], invert: list[bool],
-            device: torch.device, height: int, width: int, dtype: torch.dtype):
-    pin = device.type == "cuda"
-    data, offsets, desc = _pack(raws, pin)
-    to = dict(device=device, non_blocking=pin)
-    return decode_pixels(data.to(**to), offsets.to(**to), desc.to(**to),
-                         torch.tensor(params, dtype=torch.float64).view(len(raws), 4).to(**to),
-                         torch.tensor(codes, dtype=torch.int32).to(**to), torch.tensor(invert, dtype=torch.bool).to(**to),
-                         height=height, width=width, dtype=dtype)
+def decode_packed(packed: dict, device: str | torch.device | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`pack_raw`'s batch decoded on ``device`` (default: where its tensors are); returns
+    as :func:`decode_raw`. Pinned CPU tensors go to a GPU without blocking."""
+    device = torch.device(device) if device is not None else packed["data"].device
+    pinned = device.type == "cuda" and packed["data"].device.type == "cpu" and packed["data"].is_pinned()
+    t = {k: packed[k].to(device, non_blocking=pinned)
+         for k in ("data", "offsets", "desc", "params", "function", "invert", "sizes")}
+    tables = packed["tables"]
+    H, W = packed["height"], packed["width"]
+    images, status = decode_pixels(t["data"], t["offsets"], t["desc"], t["params"], t["function"], t["invert"],
+                                   height=H, width=W, dtype=torch.float64 if tables else torch.float32)
+    if tables:
+        # Table LUTs: the op gave stored values (float64 holds every 32-bit value exactly).
+        st = status.cpu()
+        for i, r in tables:
+            if int(st[i]) == 0:
+                stored = images[i, :r.rows, :r.columns].round().to(torch.int64)
+                images[i, :r.rows, :r.columns] = _with_tables(r, stored, packed["voi"]).to(torch.float64)
+        images = images.to(torch.float32)
+    return images, t["sizes"], status
+
+
+def decode_raw(raws: list[RawImage], *, device: str | torch.device = "cpu", height: int | None = None,
+               width: int | None = None, voi: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Decodes frames into one zero-padded batch on ``device``.
+
+    Returns images (B, H, W) float32 (H, W default to the largest rows/columns; a frame larger than
+    the given size gets a nonzero status), sizes (B, 2) int64 (rows, columns) and status (B,) int32
+    (0 ok, else :func:`status_reason`; such an image is all zeros), all on ``device``. With ``voi``
+    the values are read_image's: modality LUT or rescale, then VOI LUT, the file's first window or
+    the frame's own min..max (LINEAR_EXACT), then MONOCHROME1 inversion, in [0, 1]; without,
+    modality values. (:func:`pack_raw` + :func:`decode_packed`.)
+    """
+    device = torch.device(device)
+    packed = pack_raw(raws, voi=voi, height=height, width=width)
+    if device.type == "cuda":
+        packed = {k: v.pin_memory() if isinstance(v, torch.Tensor) else v for k, v in packed.items()}
+    return decode_packed(packed, device)
 
 
 def _with_tables(r: RawImage, stored: torch.Tensor, voi: bool) -> torch.Tensor:
@@ -210,57 +277,3 @@ def _minmax_window(x: torch.Tensor, slope: float, intercept: float) -> tuple[flo
     lo, hi = float(lo_hi.min) * slope + intercept, float(lo_hi.max) * slope + intercept
     lo, hi = min(lo, hi), max(lo, hi)
     return (lo + hi) / 2.0, max(hi - lo, 1e-6), "linear_exact"
-
-
-def decode_raw(raws: list[RawImage], *, device: str | torch.device = "cpu", height: int | None = None,
-               width: int | None = None, voi: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Decodes frames into one zero-padded batch on ``device``.
-
-    Returns images (B, H, W) float32 (H, W default to the largest rows/columns; a frame larger than
-    the given size gets a nonzero status), sizes (B, 2) int64 (rows, columns) and status (B,) int32
-    (0 ok, else :func:`status_reason`; such an image is all zeros). With ``voi`` the values are
-    read_image's: modality LUT or rescale, then VOI LUT, the file's first window or the frame's own
-    min..max (LINEAR_EXACT), then MONOCHROME1 inversion, in [0, 1]; without, modality values.
-    """
-    device = torch.device(device)
-    B = len(raws)
-    H = max((r.rows for r in raws), default=0) if height is None else int(height)
-    W = max((r.columns for r in raws), default=0) if width is None else int(width)
-    sizes = torch.tensor([[r.rows, r.columns] for r in raws], dtype=torch.int64).view(B, 2).to(device)
-    if B == 0:
-        return torch.zeros(0, H, W, device=device), sizes, torch.zeros(0, dtype=torch.int32, device=device)
-    tables = [i for i, r in enumerate(raws) if r.modality_lut is not None or r.voi_lut is not None]
-    plain = [i for i, r in enumerate(raws) if r.modality_lut is None and r.voi_lut is None]
-    images = torch.zeros(B, H, W, dtype=torch.float32, device=device) if tables else None
-    status = torch.zeros(B, dtype=torch.int32, device=device) if tables else None
-    if plain:
-        codes, params = [], []
-        for i in plain:
-            r = raws[i]
-            if not voi:
-                codes.append(FUNCTIONS["none"])
-                params.append([r.slope, r.intercept, 0.0, 1.0])
-            elif r.window is None:
-                codes.append(FUNCTIONS["minmax"])
-                params.append([r.slope, r.intercept, 0.0, 1.0])
-            else:
-                center, win_width, function = r.window
-                codes.append(FUNCTIONS[function])
-                params.append([r.slope, r.intercept, float(center), float(win_width)])
-        out, st = _run_op([raws[i] for i in plain], codes, params, [voi and raws[i].invert for i in plain],
-                          device, H, W, torch.float32)
-        if not tables:
-            return out, sizes, st
-        index = torch.tensor(plain, device=device)
-        images[index], status[index] = out, st
-    # Table LUTs: stored values from the op (float64 holds every 32-bit value exactly), tables in torch.
-    out, st = _run_op([raws[i] for i in tables], [FUNCTIONS["none"]] * len(tables), [[1.0, 0.0, 0.0, 1.0]] * len(tables),
-                      [False] * len(tables), device, H, W, torch.float64)
-    st_host = st.cpu()
-    for k, i in enumerate(tables):
-        status[i] = st[k]
-        r = raws[i]
-        if int(st_host[k]) == 0:
-            stored = out[k, :r.rows, :r.columns].round().to(torch.int64)
-            images[i, :r.rows, :r.columns] = _with_tables(r, stored, voi)
-    return images, sizes, status
