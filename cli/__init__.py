@@ -16,6 +16,7 @@ import click
 COMMANDS = {
     "info": ("info", "Versions, build, which backend each op uses, GPUs seen."),
     "demo-data": ("demo_data", "Write the synthetic demo cohort (DICOMs, PLINK, tables) to OUT."),
+    "prepare": ("prepare", "Pack DICOM pixels into shards (resumable, parallel) for fast loading."),
     "pretrain": ("pretrain", "Self-supervised pretraining (ContIG: images with genetics)."),
     "embed": ("embed", "Image embeddings and GWAS phenotype tables from pretrained weights."),
     "finetune": ("finetune", "Label-efficiency evaluation of pretrained weights against random init."),
