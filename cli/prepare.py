@@ -14,7 +14,7 @@ log = logging.getLogger("medcl")
 @click.argument("source", type=click.Path())
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Dataset folder (new or empty; or an unfinished one, to resume).")
-@click.option("--workers", type=int, default=None, help="Processes (default: every core this job may use).")
+@click.option("--workers", type=int, default=None, help="Processes (default: every core this job may use; one per GiB of files for small jobs).")
 @click.option("--chunk-files", type=click.IntRange(min=1), default=None,
               help="Files per shard (default: about 256 MB of files, at most 1024, at least 4 chunks per worker).")
 @common_options

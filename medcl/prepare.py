@@ -32,6 +32,7 @@ log = logging.getLogger("medcl")
 TARGET_SHARD_BYTES = 256 * 2**20  # auto chunk size: about this much file data per shard ...
 MAX_CHUNK_FILES = 1024            # ... but at most this many files ...
 CHUNKS_PER_WORKER = 4             # ... and at least this many chunks per worker
+WORKER_BYTES = 2**30              # default workers: one per GiB of files (a spawned worker costs ~2 s to start)
 _NEW_OUT = "choose a new --out folder, or delete this one"
 
 
@@ -131,9 +132,9 @@ def _init_worker() -> None:
 
 def _results(tasks: list, workers: int):
     """W.run_chunk over the tasks: in this process, or in ``workers`` spawned processes."""
-    import torch
-
     if workers <= 1 or len(tasks) <= 1:
+        import torch
+
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # one image per decode call: threads only contend (10x slower on 2 cores)
         try:
@@ -169,14 +170,8 @@ def _results(tasks: list, workers: int):
 
 # ---------------------------------------------------------------- the whole job
 
-def default_workers() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-def _auto_chunk_files(listing: Listing, workers: int) -> int:
+def _mean_size(listing: Listing) -> float:
+    """Mean size of up to 200 of the files, evenly spaced in the list."""
     files = list(listing.files.values())
     sizes = []
     for file in files[::max(1, len(files) // 200)][:200]:
@@ -184,9 +179,23 @@ def _auto_chunk_files(listing: Listing, workers: int) -> int:
             sizes.append(os.stat(file).st_size)
         except OSError:
             pass
-    mean = max(sum(sizes) / len(sizes), 1.0) if sizes else float(1 << 20)
-    spread = math.ceil(len(files) / (CHUNKS_PER_WORKER * max(workers, 1)))
-    return int(max(1, min(TARGET_SHARD_BYTES // mean, MAX_CHUNK_FILES, spread)))
+    return max(sum(sizes) / len(sizes), 1.0) if sizes else float(1 << 20)
+
+
+def default_workers(listing: Listing | None = None) -> int:
+    """Every core this process may use; for a job of less than WORKER_BYTES per core, fewer."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    if listing is None:
+        return cores
+    return max(1, min(cores, int(_mean_size(listing) * len(listing.files) // WORKER_BYTES)))
+
+
+def _auto_chunk_files(listing: Listing, workers: int) -> int:
+    spread = math.ceil(len(listing.files) / (CHUNKS_PER_WORKER * max(workers, 1)))
+    return int(max(1, min(TARGET_SHARD_BYTES // _mean_size(listing), MAX_CHUNK_FILES, spread)))
 
 
 def _refuse_other(out: Path, recorded: dict, ident: dict, what: str) -> None:
@@ -293,7 +302,7 @@ def prepare(source, out, *, workers: int | None = None, chunk_files: int | None 
     ident = listing.identity()
     if (out / S.META).is_file():
         return _finished(out, listing, ident, t0)
-    workers = default_workers() if workers is None or workers < 1 else workers
+    workers = default_workers(listing) if workers is None or workers < 1 else workers
     plan = _plan(out, ident, listing, chunk_files, workers)
     lock = _lock(out)
     try:
