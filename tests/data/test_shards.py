@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pydicom
-import pyarrow.parquet as pq
 import pytest
 import torch
 from pydicom.dataset import Dataset
@@ -343,3 +342,13 @@ def test_pydicom_corpus_every_file_indexed_or_listed(tmp_path):
             _check_record(a, b)
         x, y = decode_raw(direct), decode_raw(stored)
         assert y[2].eq(0).all() and all(torch.equal(u, v) for u, v in zip(x, y))
+
+
+def test_default_workers_one_per_gib_of_files(tree, monkeypatch):
+    import medcl.prepare as P
+
+    listing = P.list_source(tree[0], tree[0].parent / "unused")
+    monkeypatch.setattr(P, "WORKER_BYTES", 1)
+    assert P.default_workers(listing) == P.default_workers() >= 1
+    monkeypatch.setattr(P, "WORKER_BYTES", 2**40)
+    assert P.default_workers(listing) == 1
