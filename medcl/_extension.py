@@ -119,4 +119,4 @@ def backend(op: str, device_type: str) -> str:
 
 
 # Ops with compiled kernels; `medcl info` lists their backends.
-OPS = ("intensity", "contrastive_lse", "sinkhorn_log", "sinkhorn_knopp", "decode_pixels")
+OPS = ("intensity", "contrastive_lse", "sinkhorn_log", "sinkhorn_knopp", "decode_pixels", "augment")
