@@ -19,8 +19,8 @@ def _csv(ctx, param, value):
               "puzzle: multimodal jigsaw puzzles.")
 @click.option("--modalities", callback=_csv,
               help="contig: image plus genetic modalities snp, prs, burden (comma-separated; default image,snp).")
-@click.option("--data", type=click.Path(dir_okay=False), help="Manifest (FID,IID,path[,view,split]); "
-              "default: the demo cohort, generated on first use.")
+@click.option("--data", type=click.Path(), help="Manifest (FID,IID,path[,view,split]) or a dataset "
+              "written by `medcl prepare`; default: the demo cohort, generated on first use.")
 @click.option("--genotypes", help="PLINK 1 prefix (PREFIX.bed/.bim/.fam) for snp.")
 @click.option("--prs", type=click.Path(dir_okay=False), help="PRS table (FID, IID, scores) for prs.")
 @click.option("--burden", type=click.Path(dir_okay=False), help="Burden table (FID, IID, genes) for burden.")
@@ -75,6 +75,9 @@ def _csv(ctx, param, value):
 @click.option("--puzzle-loss", type=click.Choice(["mse", "ce"]), default="mse", show_default=True,
               help="puzzle: mse against the permutation matrix (the paper) or ce on the log-matrix.")
 @click.option("--workers", type=int, default=2, show_default=True, help="DataLoader workers per process.")
+@click.option("--decode", type=click.Choice(["auto", "gpu", "cpu"]), default="auto", show_default=True,
+              help="Where DICOM decode and augmentation run: gpu (workers only read bytes; the default on a "
+              "CUDA device) or cpu (medcl's C++ kernels in the DataLoader workers).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--log-every", type=int, default=10, show_default=True, help="Steps between log lines.")
 @click.option("--checkpoint-every", type=int, default=0, show_default=True,

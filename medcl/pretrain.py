@@ -70,6 +70,7 @@ class PretrainConfig:
     sinkhorn_iters: int = 20           # puzzle: Sinkhorn iterations
     puzzle_loss: str = "mse"           # puzzle: mse (against the permutation matrix) | ce
     workers: int = 2                   # DataLoader worker processes per rank
+    decode: str = "auto"               # where decode + augmentation run: gpu | cpu | auto (gpu on a CUDA device)
     seed: int = 0                      # base seed
     log_every: int = 10                # steps between log lines / metrics rows
     checkpoint_every: int = 0          # steps between checkpoints (0: each epoch)
@@ -132,7 +133,7 @@ def _check_method(cfg: PretrainConfig) -> PretrainConfig:
     return replace(cfg, modalities=("image",))
 
 
-def _contig(cfg: PretrainConfig, info):
+def _contig(cfg: PretrainConfig, info, source):
     from medcl.data import AugmentConfig, ContigDataset, load_cohort
     from medcl.io.plink import SnpSelection
     from medcl.methods import ContigConfig, ContigMethod
@@ -144,7 +145,8 @@ def _contig(cfg: PretrainConfig, info):
     cohort = load_cohort(cfg.data, genotypes=cfg.genotypes if "snp" in mods else None,
                          prs=cfg.prs if "prs" in mods else None, burden=cfg.burden if "burden" in mods else None,
                          snps=snps, counted_allele=cfg.counted_allele, modalities=mods,
-                         aggregate=cfg.aggregate, split_seed=cfg.seed, log_summary=info.is_main)
+                         aggregate=cfg.aggregate, split_seed=cfg.seed, log_summary=info.is_main,
+                         check_files=not source.prepared)
     method_cfg = ContigConfig(modalities=mods, image=ImageEncoderConfig(arch=cfg.arch, width=cfg.width),
                               genetics=GeneticsEncoderConfig(hidden_layers=cfg.genetics_hidden_layers,
                                                              hidden=cfg.genetics_hidden),
@@ -153,25 +155,27 @@ def _contig(cfg: PretrainConfig, info):
     dims = {m: cohort.genetics[m].dim for m in mods}
     method = ContigMethod(method_cfg, dims)
     train = ContigDataset(cohort, "train", image_size=cfg.image_size, augment=AugmentConfig(enabled=cfg.augment),
-                          seed=cfg.seed)
-    val = ContigDataset(cohort, "val", image_size=cfg.image_size, augment=None, seed=cfg.seed)
+                          seed=cfg.seed, source=source)
+    val = ContigDataset(cohort, "val", image_size=cfg.image_size, augment=None, seed=cfg.seed, source=source)
     meta = {"config": method_cfg.to_dict(), "genetic_dims": dims, "counted_allele": cfg.counted_allele,
             "genetics_stats": cohort.stats()}
     return method, train, val, meta
 
 
-def _image_cohort(cfg: PretrainConfig, info):
+def _image_cohort(cfg: PretrainConfig, info, source):
     from medcl.data import load_cohort
-    return load_cohort(cfg.data, modalities=("image",), split_seed=cfg.seed, log_summary=info.is_main)
+    return load_cohort(cfg.data, modalities=("image",), split_seed=cfg.seed, log_summary=info.is_main,
+                       check_files=not source.prepared)
 
 
-def _views(cfg: PretrainConfig, info, small_crops: int):
+def _views(cfg: PretrainConfig, info, source, small_crops: int):
     """Train and val view datasets for simclr and swav (val: fixed views, the same every epoch)."""
     from medcl.data import AugmentConfig
     from medcl.data.views import ViewsDataset
 
-    cohort = _image_cohort(cfg, info)
-    common = dict(pairs=cfg.pairs, image_size=cfg.image_size, small_crops=small_crops, seed=cfg.seed)
+    cohort = _image_cohort(cfg, info, source)
+    common = dict(pairs=cfg.pairs, image_size=cfg.image_size, small_crops=small_crops, seed=cfg.seed,
+                  source=source)
     train = ViewsDataset(cohort, "train", augment=AugmentConfig(enabled=cfg.augment), **common)
     val = ViewsDataset(cohort, "val", augment=AugmentConfig(enabled=cfg.augment), fixed_epoch=0, **common)
     if info.is_main and cfg.pairs != "views":
@@ -180,17 +184,17 @@ def _views(cfg: PretrainConfig, info, small_crops: int):
     return train, val
 
 
-def _simclr(cfg: PretrainConfig, info):
+def _simclr(cfg: PretrainConfig, info, source):
     from medcl.methods.simclr import SimCLRConfig, SimCLRMethod
     from medcl.models import ImageEncoderConfig
 
     method_cfg = SimCLRConfig(image=ImageEncoderConfig(arch=cfg.arch, width=cfg.width), head_hidden=cfg.head_hidden,
                               proj_dim=cfg.proj_dim, temperature=cfg.temperature)
-    train, val = _views(cfg, info, small_crops=0)
+    train, val = _views(cfg, info, source, small_crops=0)
     return SimCLRMethod(method_cfg), train, val, {"config": method_cfg.to_dict(), "pairs": cfg.pairs}
 
 
-def _swav(cfg: PretrainConfig, info):
+def _swav(cfg: PretrainConfig, info, source):
     from medcl.methods.swav import SwAVConfig, SwAVMethod
     from medcl.models import ImageEncoderConfig
 
@@ -200,23 +204,23 @@ def _swav(cfg: PretrainConfig, info):
                             freeze_prototypes_iters=cfg.freeze_prototypes_iters)
     if cfg.small_crops < 0:
         raise ConfigError(f"--small-crops {cfg.small_crops} must be >= 0")
-    train, val = _views(cfg, info, small_crops=cfg.small_crops)
+    train, val = _views(cfg, info, source, small_crops=cfg.small_crops)
     return SwAVMethod(method_cfg), train, val, {"config": method_cfg.to_dict(), "pairs": cfg.pairs}
 
 
-def _puzzle(cfg: PretrainConfig, info):
+def _puzzle(cfg: PretrainConfig, info, source):
     from medcl.data import AugmentConfig
     from medcl.data.puzzle import PuzzleDataset
     from medcl.methods.puzzle import PuzzleConfig, PuzzleMethod
     from medcl.models import ImageEncoderConfig
 
-    cohort = _image_cohort(cfg, info)
+    cohort = _image_cohort(cfg, info, source)
     columns = tuple(cfg.puzzle_columns) if cfg.puzzle_columns else \
         ("path", *[c for c in cohort.images.columns if str(c).endswith("_path")])
     method_cfg = PuzzleConfig(image=ImageEncoderConfig(arch=cfg.arch, width=cfg.width), grid=cfg.grid,
                               columns=columns, sinkhorn_iters=cfg.sinkhorn_iters, loss=cfg.puzzle_loss)
     common = dict(columns=columns, grid=cfg.grid, image_size=cfg.image_size, seed=cfg.seed,
-                  tile_fraction=method_cfg.tile_fraction)
+                  tile_fraction=method_cfg.tile_fraction, source=source)
     train = PuzzleDataset(cohort, "train", augment=AugmentConfig(enabled=cfg.augment), **common)
     val = PuzzleDataset(cohort, "val", augment=None, **common)
     if info.is_main:
@@ -242,6 +246,9 @@ def run_pretrain(cfg: PretrainConfig):
     if device.type == "cuda" and info.distributed:
         device = torch.device("cuda", info.local_rank)
     cfg = resolve_data(cfg, info.rank)
+    decode = _decode_place(cfg, device)
+    from medcl.data.sources import open_source
+    manifest, source = open_source(cfg.data)
     run = Path(cfg.out)
     if info.is_main:
         _check_run_folder(run, cfg)
@@ -250,32 +257,47 @@ def run_pretrain(cfg: PretrainConfig):
     D.barrier()
 
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank (builders draw no other numbers)
-    method, train_ds, val_ds, method_meta = BUILDERS[cfg.method](cfg, info)
+    method, train_ds, val_ds, method_meta = BUILDERS[cfg.method](replace(cfg, data=manifest), info, source)
+    train_ds.raw = val_ds.raw = True  # items are recipes; decode + augment run in render (below)
     if cfg.init_from and not cfg.resume:
         state, _ = load_weights(Path(cfg.init_from))
         missing, unexpected = method.load_state_dict(state, strict=False)
         log.info("initialised from %s (%d tensors not found there, %d unused)", cfg.init_from,
                  len(missing), len(unexpected))
     meta = {"method": cfg.method, "genetic_dims": {}, "counted_allele": None, "genetics_stats": {},
-            "preprocessing": {"image_size": cfg.image_size, "reader": "medcl.io.dicom.read_image",
-                              "resize": "bilinear-antialias", "range": [0.0, 1.0]}, **method_meta}
+            "preprocessing": {"image_size": cfg.image_size, "reader": "medcl.ops.decode_pixels",
+                              "resize": "medcl.ops.augment (area-sampled bilinear)", "range": [0.0, 1.0]},
+            **method_meta}
 
     bad_log = BadSampleLog(run if info.is_main else None, max_bad_fraction=cfg.max_bad_fraction, rank=info.rank)
+    # --decode gpu: workers read bytes only (collate_raw packs them into one pinned buffer) and the
+    # batch is decoded and augmented on the device; --decode cpu: the C++ kernels run in the workers.
+    from medcl.data.render import collate_raw, render, render_collate
+    collate = collate_raw if decode == "gpu" else render_collate
     loader = make_loader(train_ds, cfg.batch_size, shuffle=True, seed=cfg.seed, drop_last=True,
                          num_workers=cfg.workers, rank=info.rank, world_size=info.world_size,
-                         bad_log=bad_log, pin_memory=device.type == "cuda")
+                         bad_log=bad_log, pin_memory=device.type == "cuda", collate_fn=collate)
     if len(loader) == 0:
         raise ConfigError(f"the training split has fewer than {cfg.batch_size * info.world_size} images",
                           fix="lower --batch-size")
 
+    def on_device(b: dict, log_bad: bool) -> dict:
+        b = _to_device(b, device)
+        if decode == "gpu":
+            b = render(b, device)
+            skipped = b.pop("skipped", [])
+            if log_bad and skipped:
+                bad_log.record(skipped, 0)  # already counted as seen by the loader
+        return b
+
     def batches(epoch: int, start: int):
         loader.set_epoch(epoch, start)
         for b in loader:
-            yield _to_device(b, device)
+            yield on_device(b, True)
 
     def validate(m, epoch: int) -> dict:
-        vl = make_loader(val_ds, cfg.batch_size, shuffle=False, num_workers=cfg.workers)
-        return m.evaluate(_to_device(b, device) for b in vl if b.get("n", 1))
+        vl = make_loader(val_ds, cfg.batch_size, shuffle=False, num_workers=cfg.workers, collate_fn=collate)
+        return m.evaluate(b for b in (on_device(b, False) for b in vl) if b.get("n", 1))
 
     train_cfg = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay,
                             warmup_epochs=cfg.warmup_epochs, accumulate=cfg.accumulate, clip_grad=cfg.clip_grad,
@@ -293,6 +315,16 @@ def run_pretrain(cfg: PretrainConfig):
     finally:
         D.shutdown()
     return result
+
+
+def _decode_place(cfg: PretrainConfig, device: torch.device) -> str:
+    """'gpu' or 'cpu': where decode and augmentation run (--decode)."""
+    if cfg.decode not in ("auto", "gpu", "cpu"):
+        raise ConfigError(f"--decode {cfg.decode!r} is not supported", fix="use gpu, cpu or auto")
+    if cfg.decode == "gpu" and device.type != "cuda":
+        raise ConfigError(f"--decode gpu needs a CUDA device, and this run is on {device.type}",
+                          fix="use --decode cpu, or --device cuda")
+    return "gpu" if cfg.decode == "gpu" or (cfg.decode == "auto" and device.type == "cuda") else "cpu"
 
 
 def _check_run_folder(run: Path, cfg: PretrainConfig) -> None:

@@ -1,15 +1,18 @@
-"""CPU image augmentation for radiographs, in torch, reproducible from an explicit generator.
+"""Augmentation parameters for radiographs, drawn from an explicit generator, applied by the
+fused ``medcl.ops.augment`` op (C++ on CPU, CUDA on GPU).
 
     g = torch.Generator().manual_seed(seed)
-    view = augment(image, AugmentConfig(), size=224, generator=g)    # (1, 224, 224) in [0, 1]
+    params = sample_views(AugmentConfig(), sizes, 224, 2, g)   # (B, 2, 13) op parameters
+    view = augment(image, AugmentConfig(), size=224, generator=g)    # one view, (1, 224, 224) in [0, 1]
     plain = eval_transform(image, size=224)                           # resize only
 
-The steps, in order: random resized crop (area scale, aspect ratio) → antialiased resize to
-``size`` x ``size`` → small rotation (affine_grid / grid_sample, zeros outside) → optional
-horizontal flip → brightness/contrast jitter and gamma → Gaussian noise → clamp to [0, 1].
-Parameters are drawn first (:func:`sample_params`) and applied after (:func:`apply_params`),
-so identity parameters give exactly the resized image. Every random number comes from the
-generator passed in; nothing touches the global RNG.
+A view: random resized crop (area scale, aspect ratio; its position is the translation) →
+rotation about the view's centre → optional horizontal flip, composed into one affine map from
+output to input pixels and sampled with antialiasing → brightness/contrast (about 0.5) and
+gamma → Gaussian noise (seeded per view) → clamp to [0, 1]. Parameters are drawn first
+(:func:`sample_params`, :func:`sample_views`) and applied after, so identity parameters give
+exactly the resized image. Every random number comes from the generator passed in; nothing
+touches the global RNG.
 """
 from __future__ import annotations
 
@@ -17,7 +20,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 
 @dataclass
@@ -109,48 +111,31 @@ def _as_chw(x: torch.Tensor) -> torch.Tensor:
     return x.float()
 
 
+def _op_view(x: torch.Tensor, row: list, size: int) -> torch.Tensor:
+    """(C, H, W) → (C, size, size): one view with op parameters ``row`` (13) through medcl.ops.augment."""
+    from medcl.ops import augment as augment_op
+
+    params = torch.tensor(row, dtype=torch.float64).view(1, 1, 13).expand(x.shape[0], 1, 13)
+    return augment_op(x.contiguous(), params, out_size=size, views=1, dtype=torch.float32)[:, 0]
+
+
 def resize(x: torch.Tensor, size: int) -> torch.Tensor:
-    """(C, H, W) -> (C, size, size), bilinear with antialiasing (area-weighted when shrinking)."""
+    """(C, H, W) -> (C, size, size), antialiased (the augment op's box pyramid + bilinear taps)."""
     x = _as_chw(x)
-    if x.shape[-2:] == (size, size):
-        return x.clone()
-    out = F.interpolate(x.unsqueeze(0), size=(size, size), mode="bilinear", align_corners=False,
-                        antialias=True)  # (1, C, S, S)
-    return out[0]
-
-
-def _rotate(x: torch.Tensor, angle: float) -> torch.Tensor:
-    """(C, S, S) rotated by ``angle`` degrees about the centre; zeros outside the image."""
-    a = math.radians(angle)
-    theta = torch.tensor([[math.cos(a), -math.sin(a), 0.0],
-                          [math.sin(a), math.cos(a), 0.0]], dtype=x.dtype).unsqueeze(0)  # (1, 2, 3)
-    grid = F.affine_grid(theta, [1, *x.shape], align_corners=False)  # (1, S, S, 2)
-    return F.grid_sample(x.unsqueeze(0), grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0]
+    return _op_view(x, view_row(AugmentParams.identity(*x.shape[-2:]), size), size)
 
 
 def apply_params(x: torch.Tensor, p: AugmentParams, size: int, generator: torch.Generator | None = None
                  ) -> torch.Tensor:
-    """Apply drawn parameters to an (H, W) or (C, H, W) image in [0, 1] -> (C, size, size) in [0, 1].
+    """Apply drawn parameters to an (H, W) or (C, H, W) image in [0, 1] -> (C, size, size) in [0, 1]
+    (crop, rotation and flip as one affine map; tone about 0.5; see medcl.ops.augment).
 
-    generator: draws the noise (needed only when ``p.noise > 0``).
+    generator: draws the noise seed (needed only when ``p.noise > 0``).
     """
-    x = _as_chw(x)
-    x = x[:, p.top:p.top + p.height, p.left:p.left + p.width]  # (C, h, w)
-    x = resize(x, size)  # (C, S, S)
-    if p.angle != 0.0:
-        x = _rotate(x, p.angle)
-    if p.flip:
-        x = x.flip(-1)
-    if p.brightness != 0.0 or p.contrast != 1.0 or p.gamma != 1.0:
-        mean = x.mean()
-        x = ((x - mean) * p.contrast + mean + p.brightness).clamp_(0.0, 1.0)
-        if p.gamma != 1.0:
-            x = x.pow(p.gamma)
-    if p.noise > 0.0:
-        if generator is None:
-            raise ValueError("noise needs the generator the parameters were drawn from")
-        x = x + p.noise * torch.randn(x.shape, generator=generator, dtype=x.dtype)
-    return x.clamp_(0.0, 1.0)
+    if p.noise > 0.0 and generator is None:
+        raise ValueError("noise needs the generator the parameters were drawn from")
+    seed = int(torch.randint(0, _SEED_RANGE, (), generator=generator)) if p.noise > 0.0 else 0
+    return _op_view(_as_chw(x), view_row(p, size, seed), size)
 
 
 def augment(x: torch.Tensor, cfg: AugmentConfig | None, size: int, generator: torch.Generator) -> torch.Tensor:
@@ -163,4 +148,50 @@ def augment(x: torch.Tensor, cfg: AugmentConfig | None, size: int, generator: to
 
 def eval_transform(x: torch.Tensor, size: int) -> torch.Tensor:
     """Resize only: (H, W) or (C, H, W) -> (C, size, size), clamped to [0, 1]."""
-    return resize(x, size).clamp_(0.0, 1.0)
+    return resize(x, size)
+
+
+# --- parameters of medcl.ops.augment --------------------------------------------------------
+# One row of 13 per view (layout: medcl/ops/augment.py): the crop, rotation and flip composed
+# into one affine map from output to input pixels, then the tone, noise and its seed.
+_SEED_RANGE = 2 ** 52
+
+
+def view_row(p: AugmentParams, size: int, seed: int = 0, pivot: float = 0.5) -> list:
+    """AugmentParams of one view → its 13 op parameters for a ``size`` × ``size`` output.
+
+    Output pixel (u, v) is flipped (u about the centre), rotated by ``p.angle`` about the view's
+    centre, then scaled onto the crop box: (x, y) = M (u − c, v − c) + crop centre, c = (S − 1)/2,
+    M = diag(w/S, h/S) · R(angle) · flip. The whole image at S = its size maps u → u exactly.
+    """
+    S = float(size)
+    a = math.radians(p.angle)
+    cos, sin = (1.0, 0.0) if p.angle == 0.0 else (math.cos(a), math.sin(a))
+    f = -1.0 if p.flip else 1.0
+    sx, sy = p.width / S, p.height / S
+    m00, m01 = sx * cos * f, -sx * sin
+    m10, m11 = sy * sin * f, sy * cos
+    c = (S - 1.0) / 2.0
+    cx, cy = p.left + (p.width - 1.0) / 2.0, p.top + (p.height - 1.0) / 2.0
+    return [m00, m01, cx - (m00 + m01) * c, m10, m11, cy - (m10 + m11) * c,
+            p.brightness, p.contrast, pivot, p.gamma, p.noise, 0.0, float(seed)]
+
+
+def sample_views(cfg: AugmentConfig, sizes: torch.Tensor, out_size: int, views: int,
+                 generator: torch.Generator) -> torch.Tensor:
+    """(B, views, 13) float64 op parameters of random views of images of ``sizes`` (B, 2) (rows,
+    cols), drawn from ``generator`` image by image, view by view (the draws of
+    :func:`sample_params`, then the noise seed)."""
+    rows = []
+    for h, w in sizes.tolist():
+        for _ in range(views):
+            p = sample_params(cfg, int(h), int(w), generator)
+            seed = int(torch.randint(0, _SEED_RANGE, (), generator=generator)) if p.noise > 0 else 0
+            rows.append(view_row(p, out_size, seed))
+    return torch.tensor(rows, dtype=torch.float64).view(len(sizes), views, 13)
+
+
+def resize_views(sizes: torch.Tensor, out_size: int) -> torch.Tensor:
+    """(B, 1, 13) float64: the eval transform, each whole image resized to ``out_size`` square."""
+    rows = [view_row(AugmentParams.identity(int(h), int(w)), out_size) for h, w in sizes.tolist()]
+    return torch.tensor(rows, dtype=torch.float64).view(len(rows), 1, 13)

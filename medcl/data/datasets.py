@@ -3,7 +3,10 @@
 ``ContigDataset`` yields one augmented view of an image with its person's genetics; the
 randomness of item i comes from a generator seeded by (seed, epoch, image row), so a resumed
 run sees exactly the data an uninterrupted one would. ``ImageDataset`` yields eval-transformed
-images for embedding and fine-tuning. An image that cannot be read comes back as a
+images for embedding and fine-tuning. Every dataset here is a :class:`RecipeDataset`: it reads
+raw frames (no decoding) and draws view parameters; decoding and augmentation run in
+:mod:`medcl.data.render`, per item on the CPU or per batch on the training device (``raw``
+set, with ``collate_raw``). An image that cannot be read comes back as a
 :class:`~medcl.data.bad_samples.Skipped` marker; :func:`collate` drops it and the loader
 (:func:`~medcl.data.sampler.make_loader`) logs it to bad_samples.csv.
 """
@@ -17,8 +20,10 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from medcl.data.augment import AugmentConfig, augment, eval_transform
+from medcl.data.augment import AugmentConfig, resize_views, sample_views
 from medcl.data.bad_samples import Skipped, display_path, reason_of
+from medcl.data.render import Request, render_item, stack_items
+from medcl.data.sources import FileSource
 from medcl.data.cohort import Cohort
 from medcl.data.sampler import Loader, ResumableBatchSampler, make_loader, mix_seed
 from medcl.errors import ConfigError, DicomError
@@ -27,7 +32,8 @@ __all__ = ["ContigDataset", "ImageDataset", "collate", "make_loader", "Loader", 
 
 
 def load_image(path: str, root, index: int, epoch: int):
-    """(H, W) float32 in [0, 1] from a DICOM file, or a Skipped marker when it cannot be read."""
+    """(H, W) float32 in [0, 1] from a DICOM file, or a Skipped marker when it cannot be read
+    (decoded now, on the CPU; datasets read raw frames with :func:`load_raw` instead)."""
     from medcl.io.dicom import read_image
 
     try:
@@ -44,12 +50,48 @@ def load_image(path: str, root, index: int, epoch: int):
         return Skipped(index=int(index), path=display_path(path, root), reason=reason_of(exc), epoch=int(epoch))
 
 
-def view_of(img: torch.Tensor, cfg: AugmentConfig | None, size: int, seed: int, epoch: int, row: int) -> torch.Tensor:
-    """One augmented view of a full-resolution image, its randomness seeded by (seed, epoch, row);
-    the eval transform (resize only) when ``cfg`` is None or disabled."""
+def load_raw(source, path: str, root, index: int, epoch: int):
+    """One raw frame (its undecoded bytes and descriptor) from ``source``, or a Skipped marker."""
+    try:
+        return source.read(path)
+    except MemoryError:
+        raise
+    except Exception as exc:  # the reason never quotes header values (see reason_of)
+        return Skipped(index=int(index), path=display_path(path, root), reason=reason_of(exc), epoch=int(epoch))
+
+
+def view_params(cfg: AugmentConfig | None, raws: list, size: int, views: int, g: torch.Generator) -> torch.Tensor:
+    """(len(raws), views, 13) augment parameters: random views drawn from ``g``, or the eval
+    transform (resize only) when ``cfg`` is None or disabled."""
+    sizes = torch.tensor([[r.rows, r.columns] for r in raws], dtype=torch.int64).view(-1, 2)
     if cfg is None or not cfg.enabled:
-        return eval_transform(img, size)
-    return augment(img, cfg, size, torch.Generator().manual_seed(mix_seed(seed, epoch, row)))
+        return resize_views(sizes, size).expand(-1, views, -1).contiguous()
+    return sample_views(cfg, sizes, size, views, g)
+
+
+def view_request(cfg: AugmentConfig | None, raw, size: int, seed: int, epoch: int, row: int) -> Request:
+    """The one view of an image row, seeded by (seed, epoch, row) — the same for every dataset."""
+    g = torch.Generator().manual_seed(mix_seed(seed, epoch, row))
+    return Request(slots=[0], params=view_params(cfg, [raw], size, 1, g), size=size, squeeze=True)
+
+
+class RecipeDataset(Dataset):
+    """Base of medcl's datasets: ``recipe(key)`` names the raw frames and views of an item
+    (medcl.data.render); ``dataset[key]`` renders it on the CPU unless ``raw`` is set, in which
+    case the recipe itself is returned (for collate_raw and decoding on the training device)."""
+
+    raw = False
+
+    def recipe(self, key):
+        raise NotImplementedError
+
+    def __getitem__(self, key):
+        item = self.recipe(key)
+        return item if self.raw else render_item(item)
+
+
+def _frame_info(row: int, path, root, epoch: int) -> tuple:
+    return (int(row), display_path(path, root), int(epoch))
 
 
 def _key(key, default_epoch: int) -> tuple:
@@ -59,17 +101,19 @@ def _key(key, default_epoch: int) -> tuple:
     return int(default_epoch), int(key)
 
 
-class ContigDataset(Dataset):
+class ContigDataset(RecipeDataset):
     """Images of one split, each with the genetics of its person.
 
     Item: {"image": (1, S, S) float32, "genetics": {m: (D_m,) float32}, "present": {m: () bool},
            "index": image row in cohort.images, "person": row in cohort.people}
     augment: None or AugmentConfig(enabled=False) gives the eval transform (resize only).
     modalities: which of the cohort's genetic modalities to return (default all).
+    source: where frames are read from (medcl.data.sources; default the image files).
     """
 
     def __init__(self, cohort: Cohort, split: str | None = "train", *, image_size: int = 128,
-                 augment: AugmentConfig | None = None, seed: int = 0, modalities=None, path_column: str = "path"):
+                 augment: AugmentConfig | None = None, seed: int = 0, modalities=None, path_column: str = "path",
+                 source=None):
         if image_size < 1:
             raise ConfigError(f"image_size={image_size} must be positive")
         mods = list(cohort.genetics) if modalities is None else list(modalities)
@@ -82,7 +126,7 @@ class ContigDataset(Dataset):
         self.person = cohort.images["person"].to_numpy(dtype=np.int64)  # (N_images,)
         self.values = {m: cohort.genetics[m].values for m in mods}  # {m: (N_people, D_m)}
         self.present = {m: cohort.genetics[m].present for m in mods}  # {m: (N_people,)}
-        self.root = cohort.root
+        self.root, self.source = cohort.root, source or FileSource()
         self.split, self.image_size, self.augment, self.seed = split, int(image_size), augment, int(seed)
         self.epoch = 0
 
@@ -93,21 +137,21 @@ class ContigDataset(Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, key):
+    def recipe(self, key):
         epoch, i = _key(key, self.epoch)
         row = int(self.rows[i])
-        img = load_image(self.paths[row], self.root, row, epoch)
-        if isinstance(img, Skipped):
-            return img
-        image = view_of(img, self.augment, self.image_size, self.seed, epoch, row)  # (1, S, S)
+        raw = load_raw(self.source, self.paths[row], self.root, row, epoch)
+        if isinstance(raw, Skipped):
+            return raw
         p = int(self.person[row])
-        return {"image": image,
+        return {"raws": [raw], "info": [_frame_info(row, self.paths[row], self.root, epoch)],
+                "requests": {"image": view_request(self.augment, raw, self.image_size, self.seed, epoch, row)},
                 "genetics": {m: torch.from_numpy(v[p]) for m, v in self.values.items()},  # float32 rows (build_table)
                 "present": {m: torch.tensor(bool(v[p])) for m, v in self.present.items()},
                 "index": row, "person": p}
 
 
-class ImageDataset(Dataset):
+class ImageDataset(RecipeDataset):
     """Images for embedding and fine-tuning: eval-transformed, or augmented views for training.
 
     source: a Cohort, a manifest DataFrame (as read_manifest returns), or a manifest path.
@@ -115,10 +159,11 @@ class ImageDataset(Dataset):
     split: keep only the images of that split (needs a split column).
     augment: an AugmentConfig to draw a view from the full-resolution image, seeded by (seed,
         epoch, row) with the epoch of an (epoch, i) key; None: resize only.
+    frames: where frames are read from (medcl.data.sources; default the image files).
     """
 
     def __init__(self, source, image_size: int = 128, *, split: str | None = None, path_column: str = "path",
-                 augment: AugmentConfig | None = None, seed: int = 0):
+                 augment: AugmentConfig | None = None, seed: int = 0, frames=None):
         root = None
         if isinstance(source, Cohort):
             frame, root = source.images, source.root
@@ -135,32 +180,25 @@ class ImageDataset(Dataset):
         else:
             self.rows = np.arange(len(frame))
         self.frame, self.root, self.image_size = frame, root, int(image_size)
-        self.augment, self.seed = augment, int(seed)
+        self.augment, self.seed, self.source = augment, int(seed), frames or FileSource()
         self.paths = frame[path_column].to_numpy(dtype=object)
         self.person = frame["person"].to_numpy(dtype=np.int64) if "person" in frame.columns else None
 
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, key):
+    def recipe(self, key):
         epoch, i = _key(key, 0)
         row = int(self.rows[i])
-        img = load_image(self.paths[row], self.root, row, epoch)
-        if isinstance(img, Skipped):
-            return img
-        item = {"image": view_of(img, self.augment, self.image_size, self.seed, epoch, row), "index": row}
+        raw = load_raw(self.source, self.paths[row], self.root, row, epoch)
+        if isinstance(raw, Skipped):
+            return raw
+        item = {"raws": [raw], "info": [_frame_info(row, self.paths[row], self.root, epoch)],
+                "requests": {"image": view_request(self.augment, raw, self.image_size, self.seed, epoch, row)},
+                "index": row}
         if self.person is not None:
             item["person"] = int(self.person[row])
         return item
-
-
-def _stack(values: list):
-    first = values[0]
-    if isinstance(first, dict):
-        return {k: _stack([v[k] for v in values]) for k in first}
-    if isinstance(first, torch.Tensor):
-        return torch.stack(values)
-    return torch.as_tensor(values)
 
 
 def collate(items: list) -> dict:
@@ -173,7 +211,7 @@ def collate(items: list) -> dict:
     """
     skipped = [it for it in items if isinstance(it, Skipped)]
     good = [it for it in items if it is not None and not isinstance(it, Skipped)]
-    batch = _stack(good) if good else {}
+    batch = stack_items(good) if good else {}
     batch["n"] = len(good)
     batch["skipped"], batch["seen"] = skipped, len(skipped) + len(good)
     return batch

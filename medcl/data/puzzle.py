@@ -20,12 +20,13 @@ from dataclasses import replace
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from medcl.data.augment import AugmentConfig, apply_params, eval_transform, sample_params
+from medcl.data.augment import AugmentConfig, AugmentParams, apply_params, sample_params, view_row
 from medcl.data.bad_samples import Skipped
 from medcl.data.cohort import Cohort
-from medcl.data.datasets import _key, load_image
+from medcl.data.datasets import RecipeDataset, _frame_info, _key, load_raw
+from medcl.data.render import Request
+from medcl.data.sources import FileSource
 from medcl.data.sampler import mix_seed
 from medcl.errors import ConfigError
 
@@ -45,6 +46,18 @@ def tile_layout(image_size: int, grid: int, tile_fraction: float = 0.85) -> tupl
 def _intensity_only(cfg: AugmentConfig) -> AugmentConfig:
     """The augmentation with its geometry switched off (identity crop, no rotation or flip)."""
     return replace(cfg, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), rotation=0.0, hflip=0.0)
+
+
+def draw_puzzle(M: int, n: int, cell: int, t: int, g: torch.Generator, *, margin: int = 0):
+    """The random layout of one puzzle: perm (N,) (cell of each shuffled tile), source (N,) (modality
+    of each cell), origin (N, 2) (top, left of each cell's tile in the S × S image), drawn in that order."""
+    N = n * n
+    perm = torch.randperm(N, generator=g)                              # (N,)
+    source = torch.randint(0, M, (N,), generator=g)                    # (N,) per cell
+    offset = torch.randint(0, cell - t + 1, (N, 2), generator=g)       # (N, 2) per cell
+    k = torch.arange(N)
+    origin = margin + torch.stack([k // n, k % n], 1) * cell + offset  # (N, 2) per cell
+    return perm, source, origin
 
 
 def cut_puzzle(images: torch.Tensor, grid: int, tile: int, generator: torch.Generator, *,
@@ -67,11 +80,7 @@ def cut_puzzle(images: torch.Tensor, grid: int, tile: int, generator: torch.Gene
     if cell < t:
         raise ValueError(f"cut_puzzle: tile {t} does not fit cells of {cell} px")
     g = generator
-    perm = torch.randperm(N, generator=g)                              # (N,)
-    source = torch.randint(0, M, (N,), generator=g)                    # (N,) per cell
-    offset = torch.randint(0, cell - t + 1, (N, 2), generator=g)       # (N, 2) per cell
-    k = torch.arange(N)
-    origin = margin + torch.stack([k // n, k % n], 1) * cell + offset  # (N, 2) per cell
+    perm, source, origin = draw_puzzle(M, n, cell, t, g, margin=margin)
     cells = torch.stack([images[int(source[c]), y:y + t, x:x + t]
                          for c, (y, x) in enumerate(origin.tolist())])  # (N, t, t)
     tiles = cells[perm].unsqueeze(1).float()                           # (N, 1, t, t)
@@ -81,7 +90,7 @@ def cut_puzzle(images: torch.Tensor, grid: int, tile: int, generator: torch.Gene
     return {"tiles": tiles.contiguous(), "perm": perm, "source": source[perm], "origin": origin[perm]}
 
 
-class PuzzleDataset(Dataset):
+class PuzzleDataset(RecipeDataset):
     """Jigsaw puzzles over the images of one split (see the module docstring).
 
     Item: {"tiles": (N, 1, t, t) float32, "perm": (N,) int64, "index": image row in
@@ -100,7 +109,7 @@ class PuzzleDataset(Dataset):
 
     def __init__(self, cohort: Cohort, split: str | None = "train", *, columns=("path",), grid: int = 3,
                  image_size: int = 224, augment: AugmentConfig | None = None, seed: int = 0,
-                 tile_fraction: float = 0.85):
+                 tile_fraction: float = 0.85, source=None):
         columns = (columns,) if isinstance(columns, str) else tuple(columns)
         if not columns:
             raise ConfigError("PuzzleDataset needs at least one image column", fix="e.g. columns=('path',)")
@@ -124,6 +133,7 @@ class PuzzleDataset(Dataset):
         self.paths = {c: cohort.images[c].to_numpy(dtype=object) for c in columns}  # {c: (N_images,)}
         self.person = cohort.images["person"].to_numpy(dtype=np.int64)    # (N_images,)
         self.root, self.split, self.columns = cohort.root, split, columns
+        self.source = source or FileSource()
         self.grid, self.image_size, self.augment, self.seed = grid, int(image_size), augment, int(seed)
         self.margin, self.cell, self.tile = margin, cell, tile
         self.epoch = 0
@@ -139,27 +149,36 @@ class PuzzleDataset(Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def images(self, row: int, epoch: int = 0):
-        """(M, S, S) eval-resized images of one image row (one per column), or a Skipped marker."""
-        out = []
-        for c in self.columns:
-            img = load_image(self.paths[c][row], self.root, row, epoch)
-            if isinstance(img, Skipped):
-                return img
-            out.append(eval_transform(img, self.image_size)[0])        # (S, S)
-        return torch.stack(out)                                         # (M, S, S)
-
     def generator(self, row: int, epoch: int) -> torch.Generator:
         """The generator of a row's puzzle: (seed, epoch, row) for training, (seed, row) for validation."""
         key = (self.seed, row) if self.augment is None else (self.seed, epoch, row)
         return torch.Generator().manual_seed(mix_seed(*key))
 
-    def __getitem__(self, key):
+    def recipe(self, key):
         epoch, i = _key(key, self.epoch)
         row = int(self.rows[i])
-        images = self.images(row, epoch)
-        if isinstance(images, Skipped):
-            return images
-        p = cut_puzzle(images, self.grid, self.tile, self.generator(row, epoch), margin=self.margin,
-                       jitter=self.augment)
-        return {"tiles": p["tiles"], "perm": p["perm"], "index": row, "person": int(self.person[row])}
+        raws = []
+        for c in self.columns:
+            raw = load_raw(self.source, self.paths[c][row], self.root, row, epoch)
+            if isinstance(raw, Skipped):
+                return raw
+            raws.append(raw)
+        g = self.generator(row, epoch)
+        n, t, N, M = self.grid, self.tile, self.n_tiles, len(self.columns)
+        perm, source, origin = draw_puzzle(M, n, self.cell, t, g, margin=self.margin)   # origin: (N, 2) per cell
+        tone = [sample_params(_intensity_only(self.augment), t, t, g) if self.augment is not None and
+                self.augment.enabled else AugmentParams.identity(t, t) for _ in range(N)]  # per shuffled tile
+        seeds = [int(torch.randint(0, 2 ** 52, (), generator=g)) if p.noise > 0 else 0 for p in tone]
+        params = torch.empty(M, N, 13, dtype=torch.float64)
+        S = float(self.image_size)
+        for m, raw in enumerate(raws):
+            sy, sx = raw.rows / S, raw.columns / S           # each modality resized to S × S, then cut
+            for j, cell in enumerate(perm.tolist()):
+                top, left = origin[cell].tolist()
+                row13 = view_row(tone[j], t, seeds[j])
+                row13[:6] = [sx, 0.0, (left + 0.5) * sx - 0.5, 0.0, sy, (top + 0.5) * sy - 0.5]
+                params[m, j] = torch.tensor(row13, dtype=torch.float64)
+        pick = source[perm] * N + torch.arange(N)           # shuffled tile j from its cell's modality
+        info = [_frame_info(row, self.paths[c][row], self.root, epoch) for c in self.columns]
+        return {"raws": raws, "info": info, "perm": perm, "index": row, "person": int(self.person[row]),
+                "requests": {"tiles": Request(slots=list(range(M)), params=params, size=t, pick=pick)}}

@@ -23,12 +23,13 @@ from dataclasses import replace
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from medcl.data.augment import AugmentConfig, augment
+from medcl.data.augment import AugmentConfig
 from medcl.data.bad_samples import Skipped
 from medcl.data.cohort import Cohort
-from medcl.data.datasets import _key, load_image
+from medcl.data.sources import FileSource
+from medcl.data.datasets import RecipeDataset, _frame_info, _key, load_raw, view_params
+from medcl.data.render import Request
 from medcl.data.sampler import mix_seed
 from medcl.errors import ConfigError
 
@@ -57,7 +58,7 @@ def partners(cohort: Cohort, rows: np.ndarray) -> dict[int, np.ndarray]:
     return out
 
 
-class ViewsDataset(Dataset):
+class ViewsDataset(RecipeDataset):
     """Views of the images of one split (see the module docstring).
 
     Item: {"views": (2, 1, S, S) float32, "small": (V, 1, s, s) (when small_crops > 0),
@@ -68,7 +69,7 @@ class ViewsDataset(Dataset):
     def __init__(self, cohort: Cohort, split: str | None = "train", *, pairs: str = "views",
                  image_size: int = 224, augment: AugmentConfig | None = None, small_crops: int = 0,
                  small_size: int | None = None, small_augment: AugmentConfig | None = None, seed: int = 0,
-                 fixed_epoch: int | None = None, path_column: str = "path"):
+                 fixed_epoch: int | None = None, path_column: str = "path", source=None):
         if pairs not in PAIRS:
             raise ConfigError(f"unknown pair strategy {pairs!r}", fix=f"use one of {', '.join(PAIRS)}")
         if image_size < 8:
@@ -80,6 +81,7 @@ class ViewsDataset(Dataset):
         self.person = cohort.images["person"].to_numpy(dtype=np.int64)
         self.partners = partners(cohort, self.rows) if pairs != "views" else {}
         self.root, self.pairs, self.image_size, self.seed = cohort.root, pairs, int(image_size), int(seed)
+        self.source = source or FileSource()
         self.augment = augment if augment is not None else AugmentConfig()
         self.small_crops = int(small_crops)
         self.small_size = int(small_size or small_crop_size(image_size))
@@ -99,7 +101,7 @@ class ViewsDataset(Dataset):
             return 0.0
         return float(np.mean([len(self.partners[int(r)]) > 0 for r in self.rows]))
 
-    def __getitem__(self, key):
+    def recipe(self, key):
         epoch, i = _key(key, self.epoch)
         if self.fixed_epoch is not None:
             epoch = self.fixed_epoch
@@ -109,20 +111,30 @@ class ViewsDataset(Dataset):
         partner = row
         if len(others):
             partner = int(others[int(torch.randint(len(others), (), generator=g))])
-        images = {row: load_image(self.paths[row], self.root, row, epoch)}
+        raws = [load_raw(self.source, self.paths[row], self.root, row, epoch)]
+        if isinstance(raws[0], Skipped):
+            return raws[0]
         if partner != row:
-            images[partner] = load_image(self.paths[partner], self.root, partner, epoch)
-            if isinstance(images[partner], Skipped):   # the anchor still trains, as views
+            other = load_raw(self.source, self.paths[partner], self.root, partner, epoch)
+            if isinstance(other, Skipped):                                  # the anchor still trains, as views
                 partner = row
-        if isinstance(images[row], Skipped):
-            return images[row]
-        sources = (row, partner)
-        plain = self.pairs == "patient" and partner != row
+            else:
+                raws.append(other)
+        info = [_frame_info(r, self.paths[r], self.root, epoch) for r in (row, partner)[:len(raws)]]
+        paired = partner != row
+        if self.pairs == "views":                        # one group: both views from the anchor
+            slots, large_views = [0], 2
+        else:                                            # two groups of one view: anchor, partner (or anchor again)
+            slots, large_views = ([0, 1] if paired else [0, 0]), 1
+        plain = self.pairs == "patient" and paired
         cfg = None if plain else self.augment                                # None: resize only
-        views = torch.stack([augment(images[s], cfg, self.image_size, g) for s in sources])
-        item = {"views": views, "paired": torch.tensor(partner != row),       # (2, 1, S, S)
-                "index": row, "person": int(self.person[row])}
+        sources = [raws[s] for s in slots]
+        requests = {"views": Request(slots=slots, params=view_params(cfg, sources, self.image_size, large_views, g),
+                                     size=self.image_size)}                 # (B, 2, 1, S, S)
         if self.small_crops:
-            item["small"] = torch.stack([augment(images[sources[k % 2]], self.small_augment, self.small_size, g)
-                                         for k in range(self.small_crops)])  # (V, 1, s, s)
-        return item
+            per = -(-self.small_crops // len(slots))
+            pick = torch.tensor([(k % len(slots)) * per + k // len(slots) for k in range(self.small_crops)])
+            requests["small"] = Request(slots=slots, size=self.small_size, pick=pick,   # crops alternate sources
+                                        params=view_params(self.small_augment, sources, self.small_size, per, g))
+        return {"raws": raws, "info": info, "requests": requests, "paired": torch.tensor(paired),
+                "index": row, "person": int(self.person[row])}

