@@ -18,6 +18,7 @@ COMMANDS = {
     "demo-data": ("demo_data", "Write the synthetic demo cohort (DICOMs, PLINK, tables) to OUT."),
     "prepare": ("prepare", "Pack DICOM pixels into shards (resumable, parallel) for fast loading."),
     "pretrain": ("pretrain", "Self-supervised pretraining (ContIG: images with genetics)."),
+    "preview": ("preview", "Write a PNG grid of augmented views, to check the augmentation before a run."),
     "embed": ("embed", "Image embeddings and GWAS phenotype tables from pretrained weights."),
     "finetune": ("finetune", "Label-efficiency evaluation of pretrained weights against random init."),
 }

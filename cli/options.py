@@ -70,6 +70,36 @@ def common_options(func):
     return wrapper
 
 
+def _pair(ctx, param, value):
+    if value is None or isinstance(value, (tuple, list)):
+        return tuple(value) if value is not None else None
+    try:
+        lo, hi = (float(v) for v in str(value).split(","))
+    except ValueError:
+        raise click.BadParameter("expected two numbers, LOW,HIGH (e.g. 0.5,1)") from None
+    return (lo, hi)
+
+
+def augment_options(func):
+    """The augmentation settings (medcl.data.augment.AugmentConfig; unset: its default)."""
+    options = [
+        click.option("--crop-scale", callback=_pair, help="Random crop area as a fraction of the image, LOW,HIGH "
+                     "[default: 0.5,1]."),
+        click.option("--crop-ratio", callback=_pair, help="Crop aspect ratio (width/height) range [default: 0.75,1.333]."),
+        click.option("--rotation", type=float, help="Largest rotation in degrees, either way [default: 10]."),
+        click.option("--hflip", type=float, help="Probability of a horizontal flip [default: 0: radiographs "
+                     "have a left and a right]."),
+        click.option("--jitter-p", type=float, help="Probability of the brightness/contrast/gamma jitter [default: 0.8]."),
+        click.option("--brightness", type=float, help="Largest additive brightness shift [default: 0.1]."),
+        click.option("--contrast", type=float, help="Contrast factor range 1 ± this [default: 0.2]."),
+        click.option("--gamma", callback=_pair, help="Gamma range LOW,HIGH, drawn log-uniformly [default: 0.8,1.25]."),
+        click.option("--noise", type=float, help="Largest Gaussian noise std [default: 0.02]."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 def resolve_device(spec: str):
     """--device value → torch.device; a device that is not there is a usage error (exit 2)."""
     from medcl.device import resolve_device as resolve

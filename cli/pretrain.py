@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from medcl.cli.options import common_options
+from medcl.cli.options import augment_options, common_options
 
 
 def _csv(ctx, param, value):
@@ -54,6 +54,7 @@ def _csv(ctx, param, value):
 @click.option("--head-hidden", type=int, default=2048, show_default=True)
 @click.option("--proj-dim", type=int, default=128, show_default=True)
 @click.option("--augment/--no-augment", default=True, show_default=True)
+@augment_options
 @click.option("--pairs", type=click.Choice(["views", "patient", "views+patient"]), default="views", show_default=True,
               help="simclr/swav positives: views (two augmentations of one image), patient (two images of "
               "the same individual, resized only), views+patient (two images, each augmented); individuals "

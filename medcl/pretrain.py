@@ -58,6 +58,15 @@ class PretrainConfig:
     head_hidden: int = 2048            # projection head hidden width
     proj_dim: int = 128                # embedding size of the projections
     augment: bool = True               # image augmentation during pretraining
+    crop_scale: tuple | None = None    # augmentation settings (medcl.data.augment.AugmentConfig; None: its default)
+    crop_ratio: tuple | None = None
+    rotation: float | None = None
+    hflip: float | None = None
+    jitter_p: float | None = None
+    brightness: float | None = None
+    contrast: float | None = None
+    gamma: tuple | None = None
+    noise: float | None = None
     pairs: str = "views"               # simclr/swav positives: views | patient | views+patient
     prototypes: int = 3000             # swav: prototypes K
     small_crops: int = 6               # swav: small crops besides the 2 large ones
@@ -86,6 +95,12 @@ class PretrainConfig:
 
 
 METHODS = ("contig", "simclr", "swav", "puzzle")
+
+
+def _augment(cfg: PretrainConfig):
+    """The run's AugmentConfig: --augment/--no-augment and the augmentation options."""
+    from medcl.data.augment import OPTIONS, augment_config
+    return augment_config(cfg.augment, **{k: getattr(cfg, k) for k in OPTIONS})
 
 
 def _genetic_modalities(cfg: PretrainConfig) -> tuple:
@@ -134,7 +149,7 @@ def _check_method(cfg: PretrainConfig) -> PretrainConfig:
 
 
 def _contig(cfg: PretrainConfig, info, source):
-    from medcl.data import AugmentConfig, ContigDataset, load_cohort
+    from medcl.data import ContigDataset, load_cohort
     from medcl.io.plink import SnpSelection
     from medcl.methods import ContigConfig, ContigMethod
     from medcl.models import GeneticsEncoderConfig, ImageEncoderConfig
@@ -154,7 +169,7 @@ def _contig(cfg: PretrainConfig, info, source):
                               temperature=cfg.temperature, alpha=cfg.alpha)
     dims = {m: cohort.genetics[m].dim for m in mods}
     method = ContigMethod(method_cfg, dims)
-    train = ContigDataset(cohort, "train", image_size=cfg.image_size, augment=AugmentConfig(enabled=cfg.augment),
+    train = ContigDataset(cohort, "train", image_size=cfg.image_size, augment=_augment(cfg),
                           seed=cfg.seed, source=source)
     val = ContigDataset(cohort, "val", image_size=cfg.image_size, augment=None, seed=cfg.seed, source=source)
     meta = {"config": method_cfg.to_dict(), "genetic_dims": dims, "counted_allele": cfg.counted_allele,
@@ -170,14 +185,13 @@ def _image_cohort(cfg: PretrainConfig, info, source):
 
 def _views(cfg: PretrainConfig, info, source, small_crops: int):
     """Train and val view datasets for simclr and swav (val: fixed views, the same every epoch)."""
-    from medcl.data import AugmentConfig
     from medcl.data.views import ViewsDataset
 
     cohort = _image_cohort(cfg, info, source)
     common = dict(pairs=cfg.pairs, image_size=cfg.image_size, small_crops=small_crops, seed=cfg.seed,
                   source=source)
-    train = ViewsDataset(cohort, "train", augment=AugmentConfig(enabled=cfg.augment), **common)
-    val = ViewsDataset(cohort, "val", augment=AugmentConfig(enabled=cfg.augment), fixed_epoch=0, **common)
+    train = ViewsDataset(cohort, "train", augment=_augment(cfg), **common)
+    val = ViewsDataset(cohort, "val", augment=_augment(cfg), fixed_epoch=0, **common)
     if info.is_main and cfg.pairs != "views":
         log.info("pairs %s: %.0f%% of training images have another image of the same individual "
                  "(the rest fall back to views)", cfg.pairs, 100 * train.paired_fraction)
@@ -209,7 +223,6 @@ def _swav(cfg: PretrainConfig, info, source):
 
 
 def _puzzle(cfg: PretrainConfig, info, source):
-    from medcl.data import AugmentConfig
     from medcl.data.puzzle import PuzzleDataset
     from medcl.methods.puzzle import PuzzleConfig, PuzzleMethod
     from medcl.models import ImageEncoderConfig
@@ -221,7 +234,7 @@ def _puzzle(cfg: PretrainConfig, info, source):
                               columns=columns, sinkhorn_iters=cfg.sinkhorn_iters, loss=cfg.puzzle_loss)
     common = dict(columns=columns, grid=cfg.grid, image_size=cfg.image_size, seed=cfg.seed,
                   tile_fraction=method_cfg.tile_fraction, source=source)
-    train = PuzzleDataset(cohort, "train", augment=AugmentConfig(enabled=cfg.augment), **common)
+    train = PuzzleDataset(cohort, "train", augment=_augment(cfg), **common)
     val = PuzzleDataset(cohort, "val", augment=None, **common)
     if info.is_main:
         log.info("puzzle: %d×%d tiles of %d px from %s", cfg.grid, cfg.grid, train.tile, ", ".join(columns))

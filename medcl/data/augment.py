@@ -58,6 +58,33 @@ class AugmentParams:
         return cls(top=0, left=0, height=height, width=width)
 
 
+# AugmentConfig fields the CLI exposes (medcl pretrain / medcl preview: --crop-scale, --rotation, ...).
+OPTIONS = ("crop_scale", "crop_ratio", "rotation", "hflip", "jitter_p", "brightness", "contrast", "gamma", "noise")
+
+
+def augment_config(enabled: bool = True, **fields) -> AugmentConfig:
+    """An AugmentConfig from option values (None: the default), ranges checked (ConfigError)."""
+    from medcl.errors import ConfigError
+
+    given = {k: (tuple(v) if isinstance(v, list) else v) for k, v in fields.items() if v is not None}
+    unknown = sorted(set(given) - set(OPTIONS))
+    if unknown:
+        raise ConfigError(f"unknown augmentation setting {', '.join(unknown)}", fix=f"use {', '.join(OPTIONS)}")
+    cfg = AugmentConfig(enabled=bool(enabled), **given)
+    lo, hi = cfg.crop_scale
+    if not 0 < lo <= hi <= 1:
+        raise ConfigError(f"crop scale {lo},{hi} must satisfy 0 < low <= high <= 1")
+    if not 0 < cfg.crop_ratio[0] <= cfg.crop_ratio[1] or not 0 < cfg.gamma[0] <= cfg.gamma[1]:
+        raise ConfigError("crop ratio and gamma ranges need 0 < low <= high")
+    for name in ("hflip", "jitter_p"):
+        if not 0 <= getattr(cfg, name) <= 1:
+            raise ConfigError(f"{name.replace('_', '-')} {getattr(cfg, name)} is a probability (0 to 1)")
+    for name in ("rotation", "brightness", "contrast", "noise"):
+        if getattr(cfg, name) < 0:
+            raise ConfigError(f"{name} {getattr(cfg, name)} must be >= 0")
+    return cfg
+
+
 def _uniform(g: torch.Generator, lo: float, hi: float) -> float:
     return float(lo + (hi - lo) * torch.rand((), generator=g, dtype=torch.float64))
 

@@ -1,0 +1,76 @@
+"""A grid of augmented views, to look at the augmentation before a long run (``medcl preview``).
+
+Row i shows image i resized (the eval transform, framed) followed by ``views`` random views
+drawn with the given :class:`~medcl.data.augment.AugmentConfig` — decoded and augmented by the
+same ops, with the same parameter sampler, as pretraining.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+log = logging.getLogger("medcl")
+
+GAP = 6  # pixels between tiles (mid grey)
+
+
+def image_paths(data, n: int) -> tuple[list[str], object]:
+    """Up to ``n`` image paths and their source: a single image file, or the first images of a
+    manifest / prepared dataset (its training split when it has one)."""
+    from medcl.data.sources import FileSource, open_source
+    from medcl.io.tables import read_manifest
+
+    p = Path(data)
+    if p.is_file() and p.suffix.lower() not in (".csv", ".tsv", ".txt", ".parquet"):
+        return [str(p)], FileSource()
+    manifest, source = open_source(data)
+    frame = read_manifest(manifest, check_files=not source.prepared)
+    if "split" in frame.columns and (frame["split"] == "train").any():
+        frame = frame[frame["split"] == "train"]
+    return [str(x) for x in frame["path"].head(n)], source
+
+
+def preview_grid(raws: list, cfg, *, size: int = 224, views: int = 6, seed: int = 0) -> np.ndarray:
+    """(rows, cols) uint8 grid: per image its resized original, then ``views`` augmented views."""
+    from medcl.data.augment import resize_views, sample_views
+    from medcl.io.pixels import decode_raw, status_reason
+    from medcl.ops import augment
+
+    images, sizes, status = decode_raw(raws)                                    # (B, H, W), (B, 2), (B,)
+    for k, s in enumerate(status.tolist()):
+        if s:
+            raise ValueError(f"image {k} cannot be decoded: {status_reason(s)}")
+    g = torch.Generator().manual_seed(seed)
+    plain = augment(images, resize_views(sizes, size), out_size=size, views=1, sizes=sizes,
+                    dtype=torch.float32)                                        # (B, 1, S, S)
+    aug = augment(images, sample_views(cfg, sizes, size, views, g), out_size=size, views=views,
+                  sizes=sizes, dtype=torch.float32)                             # (B, V, S, S)
+    tiles = torch.cat([plain, aug], dim=1).clamp(0, 1)                          # (B, 1 + V, S, S)
+    B, C = tiles.shape[:2]
+    step = size + GAP
+    grid = np.full((B * step + GAP, C * step + GAP), 128, dtype=np.uint8)
+    px = (tiles * 255).round().to(torch.uint8).numpy()
+    for b in range(B):
+        for c in range(C):
+            y, x = GAP + b * step, GAP + c * step
+            grid[y:y + size, x:x + size] = px[b, c]
+        grid[GAP + b * step - 2:GAP + b * step + size + 2, GAP - 2:GAP] = 255   # frame the original
+        grid[GAP + b * step - 2:GAP + b * step + size + 2, GAP + size:GAP + size + 2] = 255
+    return grid
+
+
+def write_preview(data, out, cfg, *, images: int = 4, size: int = 224, views: int = 6, seed: int = 0) -> Path:
+    """Reads up to ``images`` images of ``data`` and writes their preview grid to ``out`` (PNG)."""
+    from PIL import Image
+
+    paths, source = image_paths(data, images)
+    raws = [source.read(p) for p in paths]
+    grid = preview_grid(raws, cfg, size=size, views=views, seed=seed)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(grid).save(out)
+    log.info("wrote %s: %d image(s) × (original + %d views) at %d px", out, len(raws), views, size)
+    return out
