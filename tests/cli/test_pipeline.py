@@ -132,3 +132,28 @@ def test_finetune_full_mode(run, cohort, tmp_path, target, task, metric):
     assert [r["encoder"] for r in report["summary"]] == ["pretrained"]
     value = report["summary"][0][metric]["mean"]
     assert np.isfinite(value) and (task == "regression" or 0.0 <= value <= 1.0)
+
+
+def test_pretrain_reads_a_prepared_dataset_with_the_same_batches(cohort, tmp_path):
+    """`medcl prepare` shards feed pretraining (workers read bytes only) and give exactly the
+    losses of the same run reading the DICOM files, for two methods."""
+    assert main(["prepare", str(cohort / "manifest.csv"), "--out", str(tmp_path / "ds"), "--workers", "1"]) == 0
+    for method in ("simclr", "puzzle"):
+        losses = []
+        for data in (cohort / "manifest.csv", tmp_path / "ds"):
+            out = tmp_path / f"{method}-{data.name}"
+            extra = ["--image-size", "48"] if method == "puzzle" else []
+            assert main(["pretrain", "--method", method, "--data", str(data), "--out", str(out), "--epochs", "1",
+                         "--decode", "cpu", *TINY, *extra]) == 0
+            losses.append(pd.read_csv(out / "metrics.csv")["loss"].dropna().to_numpy())
+        np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
+
+
+def test_decode_gpu_needs_a_gpu(cohort, tmp_path, capsys):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible")
+    rc = main(["pretrain", "--method", "simclr", "--data", str(cohort / "manifest.csv"), "--out", str(tmp_path / "r"),
+               "--decode", "gpu", "--device", "cpu", *TINY])
+    assert rc == 2 and "--decode gpu needs a CUDA device" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
