@@ -119,6 +119,8 @@ wheel: venv
 bench: install
 	$(PY) bench/intensity.py
 	$(PY) bench/contrastive.py
+	$(PY) bench/sinkhorn.py
+	$(PY) bench/decode_augment.py
 
 clean:
 	rm -rf build dist $(DEMO_OUT) $(COMPARE_OUT)
