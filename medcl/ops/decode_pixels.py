@@ -14,7 +14,8 @@ float images (image b in ``[:rows_b, :cols_b]``, zeros elsewhere) and a per-imag
    ``signed`` (Pixel Representation 1);
 3. the ``intensity`` op's math (medcl/ops/intensity.py): modality rescale, VOI function, MONOCHROME1
    inversion; function 4 (MINMAX) is LINEAR_EXACT with center/width from the image's own modality
-   values lo..hi: center (lo+hi)/2, width max(hi-lo, 1e-6).
+   values lo..hi: center (lo+hi)/2, width max(hi-lo, 1e-6) (a constant image gives 0.5, as
+   medcl.io.dicom.read_image does).
 
 RLE rules (checked in this order per run; the first failing segment, in segment order, names the
 status): offsets must satisfy ``64 <= off[0] <= off[1] <= ... <= len`` (segment i ends where i+1

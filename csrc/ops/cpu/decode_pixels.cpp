@@ -3,7 +3,8 @@
 //   2. per RLE segment (image × byte plane): a sequential walk over the run headers only, which
 //      checks every run and notes where each row starts in the segment (PS3.5 G.3.1 encodes every
 //      row separately; a run crossing a row is corrupt: see medcl/ops/decode_pixels.py);
-//   3. MINMAX images only: per output row, the min/max stored value (reduced per image after);
+//   3. MINMAX images only: per output row, the min/max stored value (reduced per image after; RLE
+//      rows are decoded for it and again in step 4);
 //   4. per output row: the row's stored values (native bytes: swap, mask, sign extend; RLE: each
 //      segment's row PackBits-decoded into a row buffer first) → intensity_value
 //      (intensity_math.h) → the output; padding and failed images zeroed.
