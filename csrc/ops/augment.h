@@ -51,9 +51,4 @@ inline AugmentCall prepare_augment(const at::Tensor& images, const at::Tensor& s
           B, V, H, W, out_h, out_w, static_cast<float>(mean), static_cast<float>(1.0 / std)};
 }
 
-// Pyramid level l of an H x W batch: ceil(H / 2^l) x ceil(W / 2^l).
-inline int64_t aug_level_extent(int64_t n, int level) {
-  return (n + (int64_t(1) << level) - 1) >> level;
-}
-
 }  // namespace medcl

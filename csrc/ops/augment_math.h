@@ -7,11 +7,12 @@
 //
 //   Sampling: image b is first box-filtered into a pyramid (level l: 2x2 means of level l-1 over
 //   its valid region, which is ceil(rows / 2^l) x ceil(cols / 2^l)); a view reads level
-//   L = max { l <= kAugMaxLevel : min(s_u, s_v) >= kAugLevelRatio * 2^l } with s_u = |A e_u|,
-//   s_v = |A e_v| (input px per output px), i.e. 1 <= s / 2^L < 2 when shrinking. On that
-//   level, n = clamp(ceil(s / 2^L * (1 + 4 sigma)), 1, 32) bilinear taps per axis at output
-//   offsets t_k = ((k + 1/2) / n - 1/2)(1 + 4 sigma), weights 1 or exp(-t^2 / (2 sigma^2)),
-//   normalised; a tap outside [-1/2, cols / 2^L - 1/2] x [-1/2, rows / 2^L - 1/2] reads 0.
+//   L = max { l <= kAugMaxLevel : min(s_u, s_v) >= kAugLevelRatio * 2^l and level l - 1 is more
+//   than 1 px along an axis }, s_u = |A e_u|, s_v = |A e_v| (input px per output px): a view
+//   shrinking the image reads a level it shrinks by 1x to 2x. On that level,
+//   n = clamp(ceil(s / 2^L * (1 + 4 sigma)), 1, 32) bilinear taps per axis at output offsets
+//   t_k = ((k + 1/2) / n - 1/2)(1 + 4 sigma), weights 1 or exp(-t^2 / (2 sigma^2)), normalised;
+//   a tap outside [-1/2, cols / 2^L - 1/2] x [-1/2, rows / 2^L - 1/2] reads 0.
 #pragma once
 
 #include <cmath>
@@ -89,6 +90,9 @@ MEDCL_HD void aug_uniforms(uint32_t key, uint32_t i, float* u1, float* u2) {
   *u2 = static_cast<float>(h2 >> 8) * 5.9604644775390625e-8f;
 }
 
+// Pyramid level l of n pixels: ceil(n / 2^l).
+MEDCL_HD int64_t aug_extent(int64_t n, int level) { return (n + (int64_t(1) << level) - 1) >> level; }
+
 MEDCL_HD int aug_ceil_taps(double m) {  // clamp(ceil(m), 1, kAugMaxTaps); NaN -> 1
   if (!(m > 1.0)) return 1;
   if (m >= static_cast<double>(kAugMaxTaps)) return kAugMaxTaps;
@@ -101,13 +105,14 @@ MEDCL_HD AugSetup aug_setup(const double* p, int64_t rows, int64_t cols) {
   const double s_u = sqrt(aug_add(aug_mul(p[kAugA00], p[kAugA00]), aug_mul(p[kAugA10], p[kAugA10])));
   const double s_v = sqrt(aug_add(aug_mul(p[kAugA01], p[kAugA01]), aug_mul(p[kAugA11], p[kAugA11])));
   const double s_min = s_u < s_v ? s_u : s_v;
-  int L = 0;
-  while (L < kAugMaxLevel && s_min >= kAugLevelRatio * static_cast<double>(2 << L)) ++L;
+  const int64_t extent = rows > cols ? rows : cols;
+  int L = 0;  // deeper while the level is more than 1 px along an axis: L <= ceil(log2(extent))
+  while (L < kAugMaxLevel && (int64_t(1) << L) < extent && s_min >= kAugLevelRatio * static_cast<double>(2 << L)) ++L;
   const double scale = 1.0 / static_cast<double>(1 << L);    // exact
   const double centre = 0.5 * static_cast<double>((1 << L) - 1);  // level pixel 0's centre
   s.level = L;
-  s.rows = static_cast<int>((rows + (int64_t(1) << L) - 1) >> L);
-  s.cols = static_cast<int>((cols + (int64_t(1) << L) - 1) >> L);
+  s.rows = static_cast<int>(aug_extent(rows, L));
+  s.cols = static_cast<int>(aug_extent(cols, L));
   s.a[0] = p[kAugA00] * scale;
   s.a[1] = p[kAugA01] * scale;
   s.a[2] = (p[kAugA02] - centre) * scale;

@@ -15,8 +15,8 @@ Per output pixel (the definition; ``augment_reference`` below is it in float64):
 1. Antialiased sample. With s_u = |(a00, a10)| and s_v = |(a01, a11)| input pixels per output
    pixel, the view reads level L of the image's box pyramid (level l: 2×2 means of level l − 1
    over its valid region, which is ceil(rows / 2^l) × ceil(cols / 2^l); level 0 the image), the
-   deepest with 2^L ≤ min(s_u, s_v) (L ≤ 12), so that a view shrinking the image reads a
-   level it shrinks by 1× to 2×. Coordinates map to level L as x_L = (x − (2^L − 1)/2) / 2^L.
+   deepest with 2^L ≤ min(s_u, s_v) (L ≤ 12, and no deeper than the first 1 × 1 level), so
+   that a view shrinking the image reads a level it shrinks by 1× to 2×. Coordinates map to level L as x_L = (x − (2^L − 1)/2) / 2^L.
    There, n_u = clamp(ceil(s_u / 2^L · (1 + 4σ)), 1, 32) taps along u (likewise n_v) at
    output offsets t_k = ((k + ½)/n − ½)(1 + 4σ), weights 1 (σ = 0) or exp(−t²/2σ²),
    normalised; each tap a bilinear sample at A_L·(u + t_k, v + t_l, 1) with its neighbours
@@ -113,9 +113,10 @@ def augment_reference(images: torch.Tensor, sizes: torch.Tensor, params: torch.T
     a = [p[..., j] for j in range(6)]                                          # (B, V) each
     s_u, s_v = torch.sqrt(a[0] * a[0] + a[3] * a[3]), torch.sqrt(a[1] * a[1] + a[4] * a[4])
     s_min = torch.minimum(s_u, s_v)
+    extent = torch.maximum(rows, cols)                                         # (B, 1)
     L = torch.zeros(B, V, dtype=torch.int64, device=dev)
     for j in range(MAX_LEVEL):
-        L = torch.where((L == j) & (s_min >= LEVEL_RATIO * 2.0 ** (j + 1)), j + 1, L)
+        L = torch.where((L == j) & (2 ** j < extent) & (s_min >= LEVEL_RATIO * 2.0 ** (j + 1)), j + 1, L)
     empty = (rows == 0) | (cols == 0)                                          # (B, 1)
     L = torch.where(empty, 0, L)
     scale = torch.pow(2.0, -L.double())

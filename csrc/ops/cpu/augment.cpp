@@ -201,7 +201,7 @@ at::Tensor augment_cpu(const at::Tensor& images, const at::Tensor& sizes, const 
   std::vector<at::Tensor> levels{c.images};
   for (int l = 1; l <= deepest; ++l) {
     const int64_t Hs = levels[l - 1].size(1), Ws = levels[l - 1].size(2);
-    const int64_t Hl = aug_level_extent(c.H, l), Wl = aug_level_extent(c.W, l);
+    const int64_t Hl = aug_extent(c.H, l), Wl = aug_extent(c.W, l);
     levels.push_back(at::empty({c.B, Hl, Wl}, c.images.options()));
     const float* src = levels[l - 1].data_ptr<float>();
     float* dst = levels[l].data_ptr<float>();
@@ -209,8 +209,8 @@ at::Tensor augment_cpu(const at::Tensor& images, const at::Tensor& sizes, const 
       for (int64_t it = begin; it < end; ++it) {
         const int64_t b = it / Hl, j = it % Hl;
         if (top[b] < l) continue;
-        const int64_t rows_s = aug_level_extent(std::clamp<int64_t>(sz[2 * b], 0, c.H), l - 1);
-        const int64_t cols_s = aug_level_extent(std::clamp<int64_t>(sz[2 * b + 1], 0, c.W), l - 1);
+        const int64_t rows_s = aug_extent(std::clamp<int64_t>(sz[2 * b], 0, c.H), l - 1);
+        const int64_t cols_s = aug_extent(std::clamp<int64_t>(sz[2 * b + 1], 0, c.W), l - 1);
         if (2 * j >= rows_s) continue;
         const float* r0 = src + (b * Hs + 2 * j) * Ws;
         down_row(r0, 2 * j + 1 < rows_s ? r0 + Ws : nullptr, cols_s, dst + (b * Hl + j) * Wl);
