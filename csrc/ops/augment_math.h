@@ -11,7 +11,8 @@
 //   than 1 px along an axis }, s_u = |A e_u|, s_v = |A e_v| (input px per output px): a view
 //   shrinking the image reads a level it shrinks by 1x to 2x. On that level,
 //   n = clamp(ceil(s / 2^L * (1 + 4 sigma)), 1, 32) bilinear taps per axis at output offsets
-//   t_k = ((k + 1/2) / n - 1/2)(1 + 4 sigma), weights 1 or exp(-t^2 / (2 sigma^2)), normalised;
+//   t_k = ((k + 1/2) / n - 1/2)(1 + 4 sigma), weights 1 (sigma < 1e-3) or exp(-t^2 / (2 sigma^2)),
+//   normalised;
 //   a tap outside [-1/2, cols / 2^L - 1/2] x [-1/2, rows / 2^L - 1/2] reads 0.
 #pragma once
 
@@ -25,6 +26,7 @@ namespace medcl {
 constexpr int kAugParams = 13;         // values per view in params
 constexpr int kAugMaxTaps = 32;        // bilinear taps per axis, at most
 constexpr int kAugMaxLevel = 12;       // deepest pyramid level (4096x reduction)
+constexpr double kAugMinBlur = 1e-3;   // a blur sigma below this (output px) is off
 // A view reads the level it shrinks by 1x to 2x: 2 x 2 taps per output pixel. Measured on
 // gratings shrunk 2.5x to 9x: at 0.75 cycles per output px (aliased to 0.25) 1-15% of the
 // amplitude gets through (torch's antialiased bilinear resize: 8-9%; ratio 1.5, i.e. 4 to 9
@@ -121,7 +123,7 @@ MEDCL_HD AugSetup aug_setup(const double* p, int64_t rows, int64_t cols) {
   s.a[5] = (p[kAugA12] - centre) * scale;
   s.xmax = static_cast<double>(cols) * scale - 0.5;
   s.ymax = static_cast<double>(rows) * scale - 0.5;
-  const double sigma = p[kAugBlur] > 0.0 ? p[kAugBlur] : 0.0;  // NaN -> 0
+  const double sigma = p[kAugBlur] >= kAugMinBlur ? p[kAugBlur] : 0.0;  // NaN -> 0
   s.sigma = sigma;
   s.span = aug_add(aug_mul(4.0, sigma), 1.0);
   s.n_u = aug_ceil_taps(aug_mul(s_u * scale, s.span));
@@ -138,10 +140,13 @@ MEDCL_HD AugSetup aug_setup(const double* p, int64_t rows, int64_t cols) {
   return s;
 }
 
-// Output offset t and unnormalised weight g of tap k of n along one axis.
+// Output offset t and unnormalised weight g of tap k of n along one axis. The Gaussian is taken
+// relative to the tap nearest the centre (|t0| = span / 2n for even n, 0 for odd), so the
+// weights never all underflow.
 MEDCL_HD void aug_tap(const AugSetup& s, int k, int n, double* t, double* g) {
   *t = ((static_cast<double>(k) + 0.5) / static_cast<double>(n) - 0.5) * s.span;
-  *g = s.sigma > 0.0 ? exp(-(*t) * (*t) / (2.0 * s.sigma * s.sigma)) : 1.0;
+  const double t0 = n % 2 == 0 ? 0.5 / static_cast<double>(n) * s.span : 0.0;
+  *g = s.sigma > 0.0 ? exp(-((*t) * (*t) - t0 * t0) / (2.0 * s.sigma * s.sigma)) : 1.0;
 }
 
 }  // namespace medcl

@@ -18,8 +18,8 @@ Per output pixel (the definition; ``augment_reference`` below is it in float64):
    deepest with 2^L ≤ min(s_u, s_v) (L ≤ 12, and no deeper than the first 1 × 1 level), so
    that a view shrinking the image reads a level it shrinks by 1× to 2×. Coordinates map to level L as x_L = (x − (2^L − 1)/2) / 2^L.
    There, n_u = clamp(ceil(s_u / 2^L · (1 + 4σ)), 1, 32) taps along u (likewise n_v) at
-   output offsets t_k = ((k + ½)/n − ½)(1 + 4σ), weights 1 (σ = 0) or exp(−t²/2σ²),
-   normalised; each tap a bilinear sample at A_L·(u + t_k, v + t_l, 1) with its neighbours
+   output offsets t_k = ((k + ½)/n − ½)(1 + 4σ), weights 1 (σ < 0.001: off) or
+   exp(−t²/2σ²), normalised; each tap a bilinear sample at A_L·(u + t_k, v + t_l, 1) with its neighbours
    clamped into the level's valid region, reading 0 outside [−½, cols/2^L − ½] ×
    [−½, rows/2^L − ½]. This refines the plain area rule (n = ceil(s) taps on the image, O(s²)
    per pixel): a 1-px checkerboard shrunk 8× still gives 0.5; of a grating at 0.75 cycles per
@@ -48,7 +48,7 @@ from medcl import _extension
 PARAMS = ("a00", "a01", "a02", "a10", "a11", "a12", "brightness", "contrast", "pivot", "gamma", "noise",
           "blur", "seed")
 A00, A01, A02, A10, A11, A12, BRIGHTNESS, CONTRAST, PIVOT, GAMMA, NOISE, BLUR, SEED = range(len(PARAMS))
-MAX_TAPS, MAX_LEVEL, LEVEL_RATIO = 32, 12, 1.0     # csrc/ops/augment_math.h
+MAX_TAPS, MAX_LEVEL, LEVEL_RATIO, MIN_BLUR = 32, 12, 1.0, 1e-3   # csrc/ops/augment_math.h
 _M32 = 0xFFFFFFFF
 
 
@@ -98,7 +98,8 @@ def _taps(n: torch.Tensor, span: torch.Tensor, sigma: torch.Tensor) -> tuple[tor
     k = torch.arange(int(n.max()), device=n.device, dtype=torch.float64)[:, None, None]    # (K, 1, 1)
     nd = n.double()
     t = ((k + 0.5) / nd - 0.5) * span
-    g = torch.where(sigma > 0, torch.exp(-t * t / (2.0 * sigma * sigma)), 1.0) * (k < nd)
+    t0 = torch.where(n % 2 == 0, 0.5 / nd * span, 0.0)                       # the tap nearest the centre
+    g = torch.where(sigma > 0, torch.exp(-(t * t - t0 * t0) / (2.0 * sigma * sigma)), 1.0) * (k < nd)
     return t, g / g.sum(0)
 
 
@@ -124,7 +125,7 @@ def augment_reference(images: torch.Tensor, sizes: torch.Tensor, params: torch.T
     al = [a[0] * scale, a[1] * scale, (a[2] - centre) * scale, a[3] * scale, a[4] * scale, (a[5] - centre) * scale]
     xmax, ymax = cols.double() * scale - 0.5, rows.double() * scale - 0.5
     rows_l, cols_l = (rows + (1 << L) - 1) >> L, (cols + (1 << L) - 1) >> L    # (B, V) valid region of level L
-    sigma = torch.where(p[..., BLUR] > 0, p[..., BLUR], 0.0)
+    sigma = torch.where(p[..., BLUR] >= MIN_BLUR, p[..., BLUR], 0.0)
     span = 4.0 * sigma + 1.0
 
     def count(m):
