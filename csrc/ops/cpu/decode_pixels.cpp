@@ -18,6 +18,10 @@
 #include <type_traits>
 #include <vector>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 #include "ops/cpu/vec_math.h"
 #include "ops/decode_pixels.h"
 #include "ops/decode_pixels_math.h"
@@ -314,11 +318,31 @@ void decode_pixels_cpu_impl(const DecodePixelsCall& c, Out* out, int32_t* status
   for (int64_t b = 0; b < B; ++b) status[b] = plans[b].status;
 }
 
+// The output is written once, right after allocation. A large one (a batch of radiographs) is a
+// fresh mmap from malloc, and on Linux most of its decode time is then first-touch page faults of
+// 4 KiB pages (32768 for 8 float32 images of 2048 x 2048). Where transparent huge pages are enabled
+// for madvise'd regions (the common default) the advice makes them 2 MiB pages, as torch does for
+// every allocation with THP_MEM_ALLOC_ENABLE=1: 8 such images decode ~2.5x faster on 2 cores.
+// Below 32 MiB (glibc's largest mmap threshold) the block is often recycled heap memory, already
+// mapped, where the advice was measured to make repeated decodes slower: none is given.
+void advise_huge_pages(void* ptr, size_t bytes) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr uintptr_t kHuge = uintptr_t{1} << 21;
+  if (bytes < (size_t{32} << 20)) return;
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(ptr) + kHuge - 1) & ~(kHuge - 1);
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(ptr) + bytes) & ~(kHuge - 1);
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);  // advice only: errors ignored
+#else
+  (void)ptr, (void)bytes;
+#endif
+}
+
 std::tuple<at::Tensor, at::Tensor> decode_pixels_cpu(const at::Tensor& data, const at::Tensor& offsets,
                                                      const at::Tensor& desc, const at::Tensor& params,
                                                      const at::Tensor& function, const at::Tensor& invert,
                                                      int64_t height, int64_t width, at::ScalarType dtype) {
   auto c = prepare_decode_pixels(data, offsets, desc, params, function, invert, height, width, dtype);
+  advise_huge_pages(c.out.data_ptr(), c.out.nbytes());
   if (dtype == at::kFloat) {
     decode_pixels_cpu_impl<float>(c, c.out.data_ptr<float>(), c.status.data_ptr<int32_t>());
   } else {
