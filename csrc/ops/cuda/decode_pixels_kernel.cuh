@@ -15,11 +15,11 @@
 //                 zeroes the bytes above), so RLE needs no scratch planes; the pixel kernel then
 //                 reads each slot and overwrites it in the same thread.
 //   3. status     one thread per image: the first failing segment names the image's status.
-//   4. minmax     MINMAX images: per-image min/max stored value (block reduction, then 64-bit
-//                 atomicMin/atomicMax).
-//   5. pixels     one thread per output element: stored value (native bytes or the RLE slot) →
-//                 intensity_value (intensity_math.h, in double as on the CPU) → out; zeros in the
-//                 padding and for failed images.
+//   4. minmax     MINMAX images: per-image min/max stored value (blocks over rows, threads along
+//                 them; block reduction, then 64-bit atomicMin/atomicMax).
+//   5. pixels     blocks over output rows, a thread per element: stored value (native bytes or
+//                 the RLE slot) → intensity_value (intensity_math.h, in double as on the CPU) →
+//                 out; zeros in the padding and for failed images.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -221,13 +221,14 @@ __global__ void __launch_bounds__(kDpThreads) dp_minmax_kernel(DecodeArgs a, Dec
   const PixelDesc d = load_desc(a.desc + 7 * b);
   const StoredBits bits = stored_bits(d);
   const Out* img = out + b * a.H * a.W;
-  const int64_t n = d.rows * d.cols, begin = a.offsets[b];
+  const int64_t begin = a.offsets[b];
   long long lo = LLONG_MAX, hi = LLONG_MIN;
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-    const int64_t r = i / d.cols;
-    const long long v = dp_stored(a, d, bits, img, r, i - r * d.cols, begin);
-    lo = v < lo ? v : lo;
-    hi = v > hi ? v : hi;
+  for (int64_t r = blockIdx.x; r < d.rows; r += gridDim.x) {
+    for (int64_t c = threadIdx.x; c < d.cols; c += blockDim.x) {
+      const long long v = dp_stored(a, d, bits, img, r, c, begin);
+      lo = v < lo ? v : lo;
+      hi = v > hi ? v : hi;
+    }
   }
   for (int off = 16; off > 0; off >>= 1) {
     const long long ol = __shfl_down_sync(0xffffffffu, lo, off), oh = __shfl_down_sync(0xffffffffu, hi, off);
@@ -253,8 +254,7 @@ template <typename Out>
 __global__ void __launch_bounds__(kDpThreads) dp_pixel_kernel(DecodeArgs a, DecodeScratch s, Out* out,
                                                               int64_t image0) {
   const int64_t b = image0 + blockIdx.y;
-  const int64_t HW = a.H * a.W;
-  Out* img = out + b * HW;
+  Out* img = out + b * a.H * a.W;
   const bool ok = a.status[b] == kDecodeOk;
   const PixelDesc d = load_desc(a.desc + 7 * b);
   const int64_t begin = a.offsets[b];
@@ -273,14 +273,15 @@ __global__ void __launch_bounds__(kDpThreads) dp_pixel_kernel(DecodeArgs a, Deco
       fn = kVoiLinearExact;
     }
   }
-  for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < HW; e += (int64_t)gridDim.x * blockDim.x) {
-    const int64_t r = e / a.W, c = e - r * a.W;
-    Out y = Out(0);
-    if (ok && r < d.rows && c < d.cols) {
-      const double v = static_cast<double>(dp_stored(a, d, bits, img, r, c, begin));
-      y = static_cast<Out>(intensity_value<double>(v, slope, intercept, center, width, fn, inv));
+  for (int64_t r = blockIdx.x; r < a.H; r += gridDim.x) {  // a block per row, threads along it
+    for (int64_t c = threadIdx.x; c < a.W; c += blockDim.x) {
+      Out y = Out(0);
+      if (ok && r < d.rows && c < d.cols) {
+        const double v = static_cast<double>(dp_stored(a, d, bits, img, r, c, begin));
+        y = static_cast<Out>(intensity_value<double>(v, slope, intercept, center, width, fn, inv));
+      }
+      img[r * a.W + c] = y;  // the RLE slot was read above by this same thread
     }
-    img[e] = y;  // the RLE slot was read above by this same thread
   }
 }
 
@@ -299,8 +300,7 @@ inline cudaError_t launch_decode_pixels(const DecodeArgs& a, const DecodeScratch
   dp_status_kernel<<<per_image_blocks, kDpThreads, 0, stream>>>(a, s);
   if ((err = cudaGetLastError()) != cudaSuccess) return err;
   if (a.H * a.W == 0) return cudaSuccess;
-  const int64_t blocks_needed = (a.H * a.W + kDpThreads - 1) / kDpThreads;
-  const unsigned gx = static_cast<unsigned>(blocks_needed < 1024 ? blocks_needed : 1024);
+  const unsigned gx = static_cast<unsigned>(a.H < 1024 ? a.H : 1024);  // blocks over rows
   constexpr int64_t kMaxGridY = 65535;
   for (int64_t b0 = 0; b0 < a.B; b0 += kMaxGridY) {
     const unsigned gy = static_cast<unsigned>(a.B - b0 < kMaxGridY ? a.B - b0 : kMaxGridY);
