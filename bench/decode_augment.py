@@ -203,7 +203,7 @@ def main() -> None:
                         res["medcl-gpu-op"] = best(lambda: time_once(lambda: medcl_op(packed, params, size, device), device))
                         res["medcl-gpu-e2e"] = best(lambda: run_loader(
                             _pinned_loader(ShardViews(dataset, files, size), cores, collate_raw), device,
-                            lambda b: render(_to(b, device), device, dtype=torch.float16)))
+                            lambda b: render(b, device, dtype=torch.float16)))
                     base = res["pydicom+torch"]
                     for name, t in res.items():
                         rows_out.append({"input": shape, "encoding": "rle" if rle else "native", "out": f"2x{size}",
@@ -220,12 +220,6 @@ def main() -> None:
 
 def _pinned_loader(ds, workers: int, collate):
     return torch.utils.data.DataLoader(ds, batch_size=64, num_workers=workers, collate_fn=collate, pin_memory=True)
-
-
-def _to(batch: dict, device: torch.device) -> dict:
-    packed = {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
-              for k, v in batch["packed"].items()}
-    return {**batch, "packed": packed}
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from pathlib import Path
 from medcl.data import shard_writer as W
 from medcl.data import shards as S
 from medcl.errors import MedclError
+from medcl.files import TMP_GLOB, atomic_write
 
 log = logging.getLogger("medcl")
 
@@ -66,7 +67,7 @@ class PrepareSummary:
 
 
 def _write_json(path: Path, obj: dict) -> None:
-    W.atomic_write(path, lambda p: Path(p).write_text(json.dumps(obj, indent=2) + "\n"))
+    atomic_write(path, lambda p: Path(p).write_text(json.dumps(obj, indent=2) + "\n"))
 
 
 def list_directory(root: Path, out: Path) -> Listing:
@@ -209,15 +210,15 @@ def _refuse_other(out: Path, recorded: dict, ident: dict, what: str) -> None:
 def _write_manifest(out: Path, listing: Listing, good: set) -> None:
     target = out / S.MANIFEST
     if listing.kind == "manifest" and listing.path.suffix.lower() == ".csv":
-        W.atomic_write(target, lambda p: shutil.copyfile(listing.path, p))  # rows and columns unchanged
+        atomic_write(target, lambda p: shutil.copyfile(listing.path, p))  # rows and columns unchanged
     elif listing.kind == "manifest":
         from medcl.io.tables import _read_frame
         frame = _read_frame(listing.path, None)
-        W.atomic_write(target, lambda p: frame.to_csv(p, index=False))
+        atomic_write(target, lambda p: frame.to_csv(p, index=False))
     else:  # a folder: FID = IID = path, the files that have records
         import pandas as pd
         keys = [k for k in listing.files if k in good]
-        W.atomic_write(target, lambda p: pd.DataFrame({"FID": keys, "IID": keys, "path": keys}).to_csv(p, index=False))
+        atomic_write(target, lambda p: pd.DataFrame({"FID": keys, "IID": keys, "path": keys}).to_csv(p, index=False))
 
 
 def _finished(out: Path, listing: Listing, ident: dict, t0: float) -> PrepareSummary:
@@ -275,9 +276,9 @@ def _merge(out: Path, listing: Listing, plan: dict) -> dict:
 
     n = plan["chunks"]
     table = pa.concat_tables([pq.read_table(out / S.PARTS / f"index-{c:05d}.parquet") for c in range(n)])
-    W.atomic_write(out / S.INDEX, lambda p: pq.write_table(table, p))
+    atomic_write(out / S.INDEX, lambda p: pq.write_table(table, p))
     bad = [row for c in range(n) for row in S.read_bad(out / S.PARTS / f"bad-{c:05d}.csv")]
-    W.atomic_write(out / S.BAD_FILES, lambda p: W.write_bad(p, bad))
+    atomic_write(out / S.BAD_FILES, lambda p: W.write_bad(p, bad))
     good = set(table.column("path").unique().to_pylist())
     _write_manifest(out, listing, good)
     shard_files = [f for f in (out / S.SHARDS / S.shard_name(c) for c in range(n)) if f.exists()]
@@ -307,8 +308,9 @@ def prepare(source, out, *, workers: int | None = None, chunk_files: int | None 
     lock = _lock(out)
     try:
         for folder in (out / S.SHARDS, out / S.PARTS):  # leftovers of an interrupted run
-            for stale in folder.glob(".*.tmp-*"):
-                stale.unlink()
+            for pattern in (".*.tmp-*", TMP_GLOB):    # a worker's shard; an atomic_write's file
+                for stale in folder.glob(pattern):
+                    stale.unlink()
         items = list(listing.files.items())
         size, n = plan["chunk_files"], plan["chunks"]
         todo = [c for c in range(n) if not (out / S.PARTS / f"index-{c:05d}.parquet").is_file()]

@@ -5,6 +5,8 @@
 
 #include <ATen/ATen.h>
 
+#include "ops/intensity.h"
+
 namespace medcl {
 
 inline void check_decode_pixels_args(const at::Tensor& data, const at::Tensor& offsets,
@@ -20,24 +22,11 @@ inline void check_decode_pixels_args(const at::Tensor& data, const at::Tensor& o
   TORCH_CHECK(offsets.dim() == 1 && offsets.size(0) == B + 1 && offsets.scalar_type() == at::kLong,
               "medcl::decode_pixels: offsets must be int64 (B+1,), got ", offsets.scalar_type(), " ",
               offsets.sizes());
-  TORCH_CHECK(params.dim() == 2 && params.size(0) == B && params.size(1) == 4 &&
-                  params.scalar_type() == at::kDouble,
-              "medcl::decode_pixels: params must be float64 (B, 4) = slope, intercept, center, width; got ",
-              params.scalar_type(), " ", params.sizes());
-  TORCH_CHECK(function.dim() == 1 && function.size(0) == B && function.scalar_type() == at::kInt,
-              "medcl::decode_pixels: function must be int32 (B,), got ", function.scalar_type(), " ",
-              function.sizes());
-  TORCH_CHECK(invert.dim() == 1 && invert.size(0) == B && invert.scalar_type() == at::kBool,
-              "medcl::decode_pixels: invert must be bool (B,), got ", invert.scalar_type(), " ",
-              invert.sizes());
   TORCH_CHECK(height >= 0 && width >= 0, "medcl::decode_pixels: height and width must be >= 0, got ",
               height, ", ", width);
-  TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble,
-              "medcl::decode_pixels: dtype must be float32 or float64, got ", dtype);
-  for (const at::Tensor* t : {&offsets, &desc, &params, &function, &invert}) {
-    TORCH_CHECK(t->device() == data.device(), "medcl::decode_pixels: all tensors must be on ",
-                data.device(), ", got one on ", t->device());
-  }
+  TORCH_CHECK(offsets.device() == data.device() && desc.device() == data.device(),
+              "medcl::decode_pixels: all tensors must be on ", data.device());
+  check_voi_params("medcl::decode_pixels", B, data.device(), params, function, invert, dtype);
 }
 
 // Checked, contiguous arguments and the allocated outputs of one medcl::decode_pixels call.

@@ -5,29 +5,31 @@
 
 namespace medcl {
 
+// The per-image VOI parameters of medcl::intensity and medcl::decode_pixels: params (B, 4)
+// float64, function (B,) int32, invert (B,) bool on `device`, and a float32/float64 output dtype.
+inline void check_voi_params(const char* op, int64_t B, const at::Device& device, const at::Tensor& params,
+                             const at::Tensor& function, const at::Tensor& invert, at::ScalarType dtype) {
+  TORCH_CHECK(params.dim() == 2 && params.size(0) == B && params.size(1) == 4 &&
+                  params.scalar_type() == at::kDouble,
+              op, ": params must be float64 (B, 4) = slope, intercept, center, width; got ",
+              params.scalar_type(), " ", params.sizes());
+  TORCH_CHECK(function.dim() == 1 && function.size(0) == B && function.scalar_type() == at::kInt,
+              op, ": function must be int32 (B,), got ", function.scalar_type(), " ", function.sizes());
+  TORCH_CHECK(invert.dim() == 1 && invert.size(0) == B && invert.scalar_type() == at::kBool,
+              op, ": invert must be bool (B,), got ", invert.scalar_type(), " ", invert.sizes());
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble, op, ": dtype must be float32 or float64, got ", dtype);
+  for (const at::Tensor* t : {&params, &function, &invert}) {
+    TORCH_CHECK(t->device() == device, op, ": all tensors must be on ", device, ", got one on ", t->device());
+  }
+}
+
 inline void check_intensity_args(const at::Tensor& pixels, const at::Tensor& params,
                                  const at::Tensor& function, const at::Tensor& invert,
                                  at::ScalarType dtype) {
   TORCH_CHECK(pixels.dim() >= 1, "medcl::intensity: pixels must be (B, ...), got a 0-d tensor");
   TORCH_CHECK(at::isIntegralType(pixels.scalar_type(), /*includeBool=*/false),
               "medcl::intensity: pixels must hold integers (stored values), got ", pixels.scalar_type());
-  const int64_t B = pixels.size(0);
-  TORCH_CHECK(params.dim() == 2 && params.size(0) == B && params.size(1) == 4 &&
-                  params.scalar_type() == at::kDouble,
-              "medcl::intensity: params must be float64 (B, 4) = slope, intercept, center, width; got ",
-              params.scalar_type(), " ", params.sizes());
-  TORCH_CHECK(function.dim() == 1 && function.size(0) == B && function.scalar_type() == at::kInt,
-              "medcl::intensity: function must be int32 (B,), got ", function.scalar_type(), " ",
-              function.sizes());
-  TORCH_CHECK(invert.dim() == 1 && invert.size(0) == B && invert.scalar_type() == at::kBool,
-              "medcl::intensity: invert must be bool (B,), got ", invert.scalar_type(), " ",
-              invert.sizes());
-  TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble,
-              "medcl::intensity: dtype must be float32 or float64, got ", dtype);
-  for (const at::Tensor* t : {&params, &function, &invert}) {
-    TORCH_CHECK(t->device() == pixels.device(), "medcl::intensity: all tensors must be on ",
-                pixels.device(), ", got one on ", t->device());
-  }
+  check_voi_params("medcl::intensity", pixels.size(0), pixels.device(), params, function, invert, dtype);
 }
 
 // Checked, contiguous arguments and the allocated output of one medcl::intensity call.

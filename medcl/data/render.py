@@ -69,7 +69,7 @@ def collate_raw(items: list) -> dict:
         owners.extend([k] * len(it["raws"]))
     batch["packed"] = pack_raw(raws)
     batch["owner"] = torch.tensor(owners, dtype=torch.int64)                 # (R,) item of each frame
-    batch["frame_info"] = [(it["info"][j]) for it in good for j in range(len(it["raws"]))]
+    batch["frame_info"] = [x for it in good for x in it["info"]]             # (row, display path, epoch) per frame
     requests = {}
     for key, first in good[0]["requests"].items():
         reqs = [it["requests"][key] for it in good]
@@ -90,7 +90,7 @@ def render(batch: dict, device=None, *, dtype: torch.dtype = torch.float32) -> d
     removed; items with a frame that failed to decode are dropped and listed under "skipped"
     (appended to any already there).
     """
-    from medcl.io.pixels import decode_packed, status_reason
+    from medcl.io.pixels import decode_packed
     from medcl.ops import augment
 
     if "packed" not in batch:
@@ -112,9 +112,9 @@ def render(batch: dict, device=None, *, dtype: torch.dtype = torch.float32) -> d
             pick = r["pick"].to(device)
             out = torch.gather(out, 1, pick.view(B, -1, 1, 1, 1).expand(-1, -1, 1, r["size"], r["size"]))
         batch[key] = out[:, 0] if r["squeeze"] else out
-    bad = status.cpu() != 0
-    if bool(bad.any()):
-        _drop_failed(batch, owner, bad, status.cpu(), info, status_reason)
+    status = status.cpu()
+    if bool(status.ne(0).any()):
+        _drop_failed(batch, owner, status, info)
     return batch
 
 
@@ -122,8 +122,11 @@ def _is_identity(src: torch.Tensor, n: int) -> bool:
     return src.numel() == n and bool(torch.equal(src, torch.arange(n)))
 
 
-def _drop_failed(batch: dict, owner: torch.Tensor, bad: torch.Tensor, status: torch.Tensor, info, status_reason) -> None:
-    """Removes the items owning a failed frame from every per-item field of ``batch``."""
+def _drop_failed(batch: dict, owner: torch.Tensor, status: torch.Tensor, info) -> None:
+    """Removes the items owning a failed frame (status ≠ 0) from every per-item field of ``batch``."""
+    from medcl.io.pixels import status_reason
+
+    bad = status != 0
     B = int(batch["n"])
     failed = torch.zeros(B, dtype=torch.bool)
     failed[owner[bad]] = True

@@ -18,34 +18,7 @@ import numpy as np
 
 from medcl.data.shards import LUT_DTYPE, PARTS, SHARDS, shard_name
 from medcl.errors import DicomError
-
-
-def fsync_dir(path) -> None:
-    try:
-        fd = os.open(os.fspath(path), os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path, write) -> None:
-    """``write(tmp_path)`` then fsync and os.replace onto ``path`` (a reader never sees half a file)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    fsync_dir(path.parent)
+from medcl.files import atomic_write, fsync_dir
 
 
 def index_schema():

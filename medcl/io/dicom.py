@@ -39,6 +39,8 @@ class Lut:
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
         table = torch.from_numpy(self.data.astype(np.int64)).to(x.device)
+        if x.dtype == torch.uint16:  # torch has no uint16 comparisons on CPU
+            x = x.to(torch.int64)
         # Integer input values, as PS3.3 C.11.1.1 / C.11.2.1.1 define (fractions truncate).
         idx = torch.where(x >= self.first_mapped, (x - self.first_mapped).to(torch.int64), 0)
         return table[idx.clamp_(0, table.numel() - 1)]
@@ -150,6 +152,36 @@ def _to_tensor(arr: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(arr))
 
 
+def apply_luts(x: torch.Tensor, *, slope: float = 1.0, intercept: float = 0.0, modality_lut: Lut | None = None,
+               voi_lut: Lut | None = None, window: tuple | None = None, invert: bool = False,
+               voi: bool = True) -> torch.Tensor:
+    """Integer stored values (F, H, W) → float32 through the intensity pipeline of :func:`read_image`:
+    the modality LUT table (else rescale slope/intercept), then, with ``voi``, the VOI LUT table
+    (scaled by its 2**bits - 1), else ``window`` (center, width, function), else LINEAR_EXACT over
+    the values' own min..max; ``invert`` after windowing. The rescale and window run in the
+    ``intensity`` op; table lookups in torch."""
+    from medcl.ops import intensity
+
+    if modality_lut is not None:
+        x = modality_lut.apply(x)                                    # integer modality values
+        slope, intercept = 1.0, 0.0
+    if not voi:
+        return intensity(x, slope=slope, intercept=intercept, function="none")
+    if voi_lut is not None:
+        values = intensity(x, slope=slope, intercept=intercept, function="none", dtype=torch.float64)
+        out = (voi_lut.apply(values).to(torch.float64) / float(2 ** voi_lut.bits - 1)).to(torch.float32)
+        return 1.0 - out if invert else out
+    if window is None:  # no VOI in the file: window over the values' own range
+        lo_hi = torch.aminmax(x.to(torch.int64) if x.dtype == torch.uint16 else x)
+        lo = float(lo_hi.min) * slope + intercept
+        hi = float(lo_hi.max) * slope + intercept
+        lo, hi = min(lo, hi), max(lo, hi)
+        window = ((lo + hi) / 2.0, max(hi - lo, 1e-6), "linear_exact")
+    center, width, function = window
+    return intensity(x, slope=slope, intercept=intercept, center=center, width=width, function=function,
+                     invert=invert)
+
+
 def read_image(path: str | os.PathLike, *, modality_lut: bool = True, voi: bool = True,
                invert: bool = True, device: str | torch.device | None = None) -> torch.Tensor:
     """Reads a grayscale DICOM image as float32, shaped like pydicom's ``pixel_array``.
@@ -163,8 +195,6 @@ def read_image(path: str | os.PathLike, *, modality_lut: bool = True, voi: bool 
     With ``voi=False`` the result is modality values (or stored values without the modality
     step) and ``invert`` does not apply. Bad files raise :class:`medcl.DicomError`.
     """
-    from medcl.ops import intensity
-
     path = Path(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pydicom warnings can quote header values
@@ -180,27 +210,10 @@ def read_image(path: str | os.PathLike, *, modality_lut: bool = True, voi: bool 
     x = frames.unsqueeze(0) if single else frames                    # (F, H, W)
     mono1 = str(ds.get("PhotometricInterpretation", "")).strip().upper() == "MONOCHROME1"
     slope, intercept = (1.0, 0.0)
-    if mlut is not None:
-        x = mlut.apply(x)                                            # integer modality values
-    elif modality_lut and ds.get("RescaleSlope") is not None and ds.get("RescaleIntercept") is not None:
+    if modality_lut and mlut is None and ds.get("RescaleSlope") is not None and ds.get("RescaleIntercept") is not None:
         slope, intercept = float(ds.RescaleSlope), float(ds.RescaleIntercept)
-    if not voi:
-        out = intensity(x, slope=slope, intercept=intercept, function="none")
-    elif vlut is not None:
-        values = intensity(x, slope=slope, intercept=intercept, function="none", dtype=torch.float64)
-        out = (vlut.apply(values).to(torch.float64) / float(2 ** vlut.bits - 1)).to(torch.float32)
-        if invert and mono1:
-            out = 1.0 - out
-    else:
-        if window is None:  # no VOI in the file: window over the image's own range
-            lo_hi = torch.aminmax(x.to(torch.int64) if x.dtype == torch.uint16 else x)
-            lo = float(lo_hi.min) * slope + intercept
-            hi = float(lo_hi.max) * slope + intercept
-            lo, hi = min(lo, hi), max(lo, hi)
-            window = ((lo + hi) / 2.0, max(hi - lo, 1e-6), "linear_exact")
-        center, width, function = window
-        out = intensity(x, slope=slope, intercept=intercept, center=center, width=width,
-                        function=function, invert=invert and mono1)
+    out = apply_luts(x, slope=slope, intercept=intercept, modality_lut=mlut, voi_lut=vlut, window=window,
+                     invert=invert and mono1, voi=voi)
     return out[0] if single else out
 
 

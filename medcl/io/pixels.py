@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from medcl.errors import DicomError
-from medcl.io.dicom import Lut, _check_grayscale, _lut, _read_dataset, _stored_pixels, _window
+from medcl.io.dicom import Lut, _check_grayscale, _lut, _read_dataset, _stored_pixels, _window, apply_luts
 from medcl.ops.decode_pixels import ENCODINGS, FUNCTIONS, REASONS, decode_pixels
 
 __all__ = ["ENCODINGS", "RawImage", "read_raw", "raw_from_dataset", "pack_raw", "decode_packed", "decode_raw",
@@ -254,26 +254,5 @@ def decode_raw(raws: list[RawImage], *, device: str | torch.device = "cpu", heig
 
 def _with_tables(r: RawImage, stored: torch.Tensor, voi: bool) -> torch.Tensor:
     """read_image's table-LUT branches on one frame's (rows, cols) integer stored values → float32."""
-    from medcl.ops import intensity
-
-    x = stored[None]                                                          # (1, rows, cols) int64
-    slope, intercept = r.slope, r.intercept
-    if r.modality_lut is not None:
-        x = r.modality_lut.apply(x)
-        slope, intercept = 1.0, 0.0
-    if not voi:
-        return intensity(x, slope=slope, intercept=intercept, function="none")[0]
-    if r.voi_lut is not None:
-        values = intensity(x, slope=slope, intercept=intercept, function="none", dtype=torch.float64)
-        out = (r.voi_lut.apply(values).to(torch.float64) / float(2 ** r.voi_lut.bits - 1)).to(torch.float32)
-        return (1.0 - out if r.invert else out)[0]
-    center, width, function = r.window if r.window is not None else _minmax_window(x, slope, intercept)
-    return intensity(x, slope=slope, intercept=intercept, center=center, width=width, function=function,
-                     invert=r.invert)[0]
-
-
-def _minmax_window(x: torch.Tensor, slope: float, intercept: float) -> tuple[float, float, str]:
-    lo_hi = torch.aminmax(x)
-    lo, hi = float(lo_hi.min) * slope + intercept, float(lo_hi.max) * slope + intercept
-    lo, hi = min(lo, hi), max(lo, hi)
-    return (lo + hi) / 2.0, max(hi - lo, 1e-6), "linear_exact"
+    return apply_luts(stored[None], slope=r.slope, intercept=r.intercept, modality_lut=r.modality_lut,
+                      voi_lut=r.voi_lut, window=r.window, invert=r.invert, voi=voi)[0]

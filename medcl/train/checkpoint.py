@@ -13,50 +13,18 @@ import os
 import random
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from medcl.errors import MedclError
+from medcl.files import atomic_write
 
 log = logging.getLogger("medcl")
 
 FORMAT = "medcl.checkpoint"
 _STEP = re.compile(r"^step-(\d+)\.pt$")
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, write) -> Path:
-    """Creates ``path`` atomically: ``write(tmp)`` fills a temp file in the same folder, which is
-    fsync'ed and renamed over ``path`` with os.replace (removed on any failure)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return path
 
 
 def atomic_save(obj, path: Path) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from medcl.errors import MedclError
+from medcl.files import atomic_write
 from medcl.train import checkpoint as ckpt
 
 FORMAT = "medcl.weights"
@@ -29,7 +30,7 @@ def export_weights(state_dict: dict, path: Path, meta: dict) -> Path:
     tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
     metadata = {"format": FORMAT, "medcl_version": medcl.__version__,
                 **{k: json.dumps(meta.get(k)) for k in META_KEYS}}
-    return ckpt.atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
 def load_weights(path: Path) -> tuple[dict, dict]:
