@@ -121,6 +121,20 @@ def test_tables_are_used():
     assert 0 <= float(v.min()) and float(v.max()) <= 1
 
 
+def test_modality_lut_on_unsigned_16_bit(tmp_path, gen):
+    """A Modality LUT Sequence over unsigned 16-bit stored values (uint16 tensors)."""
+    import pydicom
+    from pydicom.pixels import apply_modality_lut
+    names = {os.path.basename(f): f for f in CORPUS}
+    ds = pydicom.dcmread(names["mlut_18.dcm"])
+    arr = torch.randint(0, 4096, (ds.Rows, ds.Columns), generator=gen, dtype=torch.int64).numpy().astype("<u2")
+    ds.PixelRepresentation, ds.BitsStored, ds.HighBit = 0, 12, 11
+    ds.PixelData = arr.tobytes()
+    ds.save_as(tmp_path / "u16.dcm")
+    want = apply_modality_lut(pydicom.dcmread(tmp_path / "u16.dcm").pixel_array, ds)
+    np.testing.assert_allclose(read_image(tmp_path / "u16.dcm", voi=False).numpy(), want, atol=1e-3)
+
+
 # --- bad inputs ---------------------------------------------------------------------------
 
 def test_missing_and_empty_and_random(tmp_path):
