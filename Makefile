@@ -12,7 +12,7 @@ NVCC ?= $(shell command -v nvcc 2>/dev/null)
 CUDA_ARCHS ?= 80 90a
 CHECK_DIR := build/cuda-check
 
-.PHONY: all venv install demo compare test pytest cuda-check wheel bench clean
+.PHONY: all venv install demo compare test pytest cuda-check gpu-wheels gpu-check wheel bench clean
 
 all: install
 
@@ -115,6 +115,27 @@ wheel: venv
 	d=dist/unpack/medcl-$$ver; mv $$d/medcl-$$ver.dist-info $$d/medcl-$$ver+$$tag.dist-info; \
 	sed -i "s/^Version: $$ver\$$/Version: $$ver+$$tag/" $$d/medcl-$$ver+$$tag.dist-info/METADATA; \
 	$(PY) -m wheel pack -d dist $$d; rm -rf dist/unpack dist/raw; ls dist/medcl-*$$tag*.whl
+
+# The lent-GPU check (bench/NOTES.md, "GPU check"). `make gpu-wheels` runs HERE (network): the
+# Python packages the GPU machine lacks, as wheels for its Python 3.12, into .whl/ (ignored; the
+# device tool carries it). `make gpu-check` runs THERE, in one call: installs them, builds medcl
+# with MEDCL_CUDA=1 for the GPU present only, runs every `gpu` test, compute-sanitizer and the
+# GPU benchmarks within GPU_CHECK_BUDGET seconds, logs and JSON under $$OUT, one table last.
+GPU_PYTHON_VERSION ?= 3.12
+GPU_WHEELS := bench/gpu-wheels.txt
+gpu-wheels:
+	@mkdir -p .whl
+	@set -e; grep -v '^\s*#' $(GPU_WHEELS) | grep -v '^\s*$$' | while read -r req; do \
+	  $(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version $(GPU_PYTHON_VERSION) \
+	    --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
+	    --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux1_x86_64 \
+	    --platform any -d .whl "$$req"; \
+	done
+	@du -ch .whl/*.whl | tail -1 | sed 's/total/in .whl (the device tool carries at most 64 MiB with the tree)/'
+
+GPU_CHECK_BUDGET ?= 540
+gpu-check:
+	GPU_CHECK_BUDGET=$(GPU_CHECK_BUDGET) bash bench/gpu_check.sh
 
 bench: install
 	$(PY) bench/intensity.py

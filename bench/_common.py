@@ -50,8 +50,9 @@ def timeit(fn, device: torch.device, *, warmup: int = 2, repeat: int = 5) -> flo
     return times[len(times) // 2]
 
 
-def save(name: str, device: torch.device, payload: dict) -> Path:
-    out = RESULTS / device_name(device) / f"{name}.json"
+def save(name: str, device: torch.device, payload: dict, out: Path | None = None) -> Path:
+    """Writes payload with the environment to ``out``, default bench/results/<device>/<name>.json."""
+    out = out or RESULTS / device_name(device) / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"env": environment(device), **payload}, indent=2) + "\n")
     return out

@@ -160,6 +160,7 @@ def main() -> None:
     ap.add_argument("--out-sizes", default="224,512")
     ap.add_argument("--workers", type=int, default=os.cpu_count())
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--out-json", type=Path, help="write here instead of bench/results/<device>/decode_augment.json")
     args = ap.parse_args()
     device = torch.device(args.device)
     n = args.n or (256 if device.type == "cuda" else 16)
@@ -214,7 +215,7 @@ def main() -> None:
                                  and x["encoding"] == ("rle" if rle else "native")],
                                 ["input", "encoding", "out", "pipeline", "images_per_s", "GB_per_s",
                                  "speedup_vs_pydicom"]), flush=True)
-    out = save("decode_augment", device, {"images_per_case": n, "workers": cores, "rows": rows_out})
+    out = save("decode_augment", device, {"images_per_case": n, "workers": cores, "rows": rows_out}, args.out_json)
     print(f"wrote {out}")
 
 

@@ -100,6 +100,7 @@ def main() -> None:
     ap.add_argument("--swav-shape", default="4096,3000", help="B,K of the SwAV-codes benchmark")
     ap.add_argument("--swav-repeat", type=int, default=9)
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    ap.add_argument("--out-json", type=Path, help="write here instead of bench/results/<device>/sinkhorn.json")
     args = ap.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -142,7 +143,7 @@ def main() -> None:
           f"medcl backend {swav['backend']}")
     print(table(swav["rows"], ["impl", "ms", "max_rel_err", "speedup_vs_swav_eager", "speedup_vs_log_reference"]))
     path = save("sinkhorn", device, {"batch": args.batch, "iters": T, "dtype": "float32", "backend": backend,
-                                     "rows": rows, "swav_codes": swav})
+                                     "rows": rows, "swav_codes": swav}, args.out_json)
     print(f"wrote {path}")
 
 
