@@ -77,7 +77,7 @@ def main() -> None:
     }
     if dev.type == "cpu":
         cases["numpy-pydicom"] = lambda: pydicom_numpy(arrs, dss)
-    if _extension.has_kernel("intensity", dev.type):
+    if _extension.use_kernel("intensity", dev):
         cases["medcl"] = lambda: torch.ops.medcl.intensity(pxd, pd, cd, idv, torch.float32)
     mpix = B * S * S / 1e6
     rows = []

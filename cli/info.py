@@ -31,10 +31,15 @@ def collect(device: str) -> dict:
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
             p = torch.cuda.get_device_properties(i)
+            compiled = {op: not _extension.cuda_kernel_problem(op, i) for op in _extension.OPS}
             gpus.append({"index": i, "name": p.name, "capability": f"{p.major}.{p.minor}",
-                         "memory_gib": round(p.total_memory / 2**30, 1)})
+                         "memory_gib": round(p.total_memory / 2**30, 1), "compiled_ops": compiled,
+                         "why_not": {op: _extension.cuda_kernel_problem(op, i) for op, ok in compiled.items()
+                                     if not ok}})
     ops = {op: {"cpu": _extension.backend(op, "cpu"),
-                "cuda": _extension.backend(op, "cuda") if torch.cuda.is_available() else "no GPU"}
+                "cuda": ("no GPU" if not gpus else
+                         "cuda" if all(g["compiled_ops"][op] for g in gpus) else
+                         "reference" if not any(g["compiled_ops"][op] for g in gpus) else "cuda on some GPUs")}
            for op in _extension.OPS}
     return {
         "medcl": medcl.__version__,
@@ -82,6 +87,10 @@ def command(as_json: bool, device: str) -> None:
     if info["gpus"]:
         for g in info["gpus"]:
             lines.append(f"gpu        cuda:{g['index']} {g['name']} (sm {g['capability']}, {g['memory_gib']} GiB)")
+            ok = [op for op, yes in g["compiled_ops"].items() if yes]
+            lines.append(f"             compiled: {', '.join(ok) or 'none'}")
+            for op, why in g["why_not"].items():
+                lines.append(f"             reference: {op} ({why})")
     else:
         lines.append("gpu        none visible")
     codecs = info["dicom_codecs"]

@@ -11,6 +11,7 @@ import importlib
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -111,11 +112,106 @@ def has_kernel(op: str, device_type: str) -> bool:
         return False
 
 
-def backend(op: str, device_type: str) -> str:
-    """Which implementation runs ``op`` on ``device_type``: "cpp", "cuda" or "reference"."""
-    if has_kernel(op, device_type):
-        return "cuda" if device_type == "cuda" else "cpp"
-    return "reference"
+# Oldest compute capability each op's CUDA kernels need (bf16 / TF32 tensor cores for the
+# contrastive kernels; the others run on any architecture the extension was built for).
+MIN_CAPABILITY = {"contrastive_lse": (8, 0)}
+
+
+def arch_runs(arch: str, capability: tuple[int, int]) -> bool:
+    """Whether code built for ``arch`` (a TORCH_CUDA_ARCH_LIST entry: "8.0", "9.0a", "10.0+PTX")
+    runs on a device of ``capability``: machine code (cubin) runs on its own major version at the
+    same or a newer minor, an "a" (architecture-specific) cubin only on exactly its version, and
+    PTX is compiled by the driver for any device at least as new."""
+    arch = arch.strip().lower()
+    ptx = arch.endswith("+ptx")
+    arch = arch.removesuffix("+ptx")
+    specific = arch.endswith("a") or arch.endswith("f")
+    try:
+        major, minor = (int(x) for x in arch.rstrip("af").split("."))
+    except ValueError:
+        return False
+    if ptx and not specific and capability >= (major, minor):
+        return True
+    if specific:
+        return capability == (major, minor)
+    return capability[0] == major and capability[1] >= minor
+
+
+def device_capability(index: int) -> tuple[int, int]:
+    """The compute capability of CUDA device ``index`` (tests patch this)."""
+    import torch
+
+    return tuple(torch.cuda.get_device_capability(index))
+
+
+def device_name(index: int) -> str:
+    import torch
+
+    try:
+        return torch.cuda.get_device_name(index)
+    except (RuntimeError, AssertionError):
+        return f"cuda:{index}"
+
+
+def cuda_kernel_problem(op: str, index: int) -> str:
+    """Why ``op``'s compiled CUDA kernel cannot run on device ``index``, or "" when it can."""
+    if not has_kernel(op, "cuda"):
+        return state().reason or "medcl._C was built without CUDA kernels"
+    cap = device_capability(index)
+    archs = [x for a in state().build_info.get("cuda_archs") or [] for x in re.split(r"[;\s]+", str(a)) if x]
+    if not any(arch_runs(a, cap) for a in archs):
+        return (f"medcl._C holds code for {', '.join(archs) or 'no GPU architecture'}, which cannot run on "
+                f"{device_name(index)} (compute capability {cap[0]}.{cap[1]}); rebuild with "
+                f"TORCH_CUDA_ARCH_LIST=\"{cap[0]}.{cap[1]}\"")
+    need = MIN_CAPABILITY.get(op)
+    if need and cap < need:
+        return (f"its CUDA kernel needs compute capability {need[0]}.{need[1]} or newer, and "
+                f"{device_name(index)} is {cap[0]}.{cap[1]}")
+    return ""
+
+
+_usable: dict[tuple[str, int], bool] = {}
+_warned: set[str] = set()
+
+
+def _cuda_index(device) -> int:
+    import torch
+
+    device = torch.device(device)
+    return device.index if device.index is not None else torch.cuda.current_device()
+
+
+def use_kernel(op: str, device) -> bool:
+    """True when ``op``'s compiled kernel runs on ``device`` (a torch.device, a string or a
+    tensor's device). On a GPU it cannot run on (an architecture the build lacks, or older than
+    the op needs), the reference runs instead, with one warning per op and process."""
+    import torch
+
+    device = torch.device(device)
+    if device.type != "cuda":
+        return has_kernel(op, device.type)
+    index = _cuda_index(device)
+    key = (op, index)
+    if key not in _usable:
+        why = cuda_kernel_problem(op, index) if has_kernel(op, "cuda") else "no CUDA kernel"
+        _usable[key] = not why
+        if why and has_kernel(op, "cuda") and op not in _warned:
+            _warned.add(op)
+            log.warning("medcl: %s runs its pure-PyTorch reference on %s: %s", op, device_name(index), why)
+    return _usable[key]
+
+
+def backend(op: str, device) -> str:
+    """Which implementation runs ``op`` on ``device`` (a device type such as "cuda", a
+    torch.device or a string): "cpp", "cuda" or "reference"."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            return "cuda" if has_kernel(op, "cuda") else "reference"
+        return "cuda" if use_kernel(op, device) else "reference"
+    return "cpp" if has_kernel(op, device.type) else "reference"
 
 
 # Ops with compiled kernels; `medcl info` lists their backends.

@@ -204,7 +204,7 @@ def augment(images: torch.Tensor, params: torch.Tensor, *, out_size, views: int 
     if not std or not math.isfinite(std) or not math.isfinite(mean):
         raise ValueError(f"augment: mean and std must be finite and std non-zero, got {mean}, {std}")
     images = images.to(torch.float32)
-    if _extension.has_kernel("augment", dev.type):
+    if _extension.use_kernel("augment", dev):
         return torch.ops.medcl.augment(images, sizes, params, out_h, out_w, float(mean), float(std), dtype)
     return augment_reference(images, sizes, params, out_h, out_w, float(mean), float(std), dtype)
 

@@ -62,10 +62,9 @@ def contrastive_lse_reference(a: torch.Tensor, b: torch.Tensor, keep_a: torch.Te
 
 def use_kernel(a: torch.Tensor) -> bool:
     """True when a compiled kernel takes these inputs; otherwise the reference runs."""
-    dev = a.device.type
-    if not _extension.has_kernel("contrastive_lse", dev):
+    if not _extension.use_kernel("contrastive_lse", a.device):
         return False
-    if dev == "cuda":
+    if a.device.type == "cuda":
         if a.dtype == torch.float64 or a.shape[1] > MAX_CUDA_DIM:
             return False
         if a.dtype == torch.float32 and not tf32_allowed():
@@ -76,16 +75,36 @@ def use_kernel(a: torch.Tensor) -> bool:
 def tf32_allowed() -> bool:
     """fp32 CUDA inputs go through TF32 tensor cores only where the user allows TF32 matmuls
     (torch.backends.cuda.matmul.fp32_precision == "tf32", which allow_tf32 = True and
-    set_float32_matmul_precision("high") also set; the CUDA glue reads the same switch)."""
+    set_float32_matmul_precision("high") also set); otherwise they run the reference. The
+    backward follows whatever its forward chose."""
     precision = getattr(torch.backends.cuda.matmul, "fp32_precision", None)
     if precision is not None:
         return precision == "tf32"
     return bool(torch.backends.cuda.matmul.allow_tf32)
 
 
+def autocast_dtype(device_type: str) -> torch.dtype | None:
+    """The autocast dtype where autocast is on for ``device_type``, else None."""
+    if device_type in ("cuda", "cpu") and torch.is_autocast_enabled(device_type):
+        return torch.get_autocast_dtype(device_type)
+    return None
+
+
 def lse(a: torch.Tensor, b: torch.Tensor, keep_a: torch.Tensor, keep_b: torch.Tensor, scale: float,
         offset: int = 0, exclude_self: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(row_lse, col_lse, diag) by the kernel where there is one, else by the reference."""
+    """(row_lse, col_lse, diag) by the kernel where there is one, else by the reference.
+
+    Autocast-aware, like a matmul: under ``torch.autocast`` float32 a and b are cast to the
+    autocast dtype first (their gradients come back in float32 through the cast), so a training
+    step under bf16 autocast runs the kernel in bf16 with O(M + N) memory. The statistics of
+    half-type inputs are float32."""
+    cast = autocast_dtype(a.device.type)
+    if cast is not None and a.dtype == torch.float32 and b.dtype == torch.float32:
+        a, b = a.to(cast), b.to(cast)
+    for name, t in (("b", b), ("keep_a", keep_a), ("keep_b", keep_b)):
+        if t.device != a.device:
+            raise ValueError(f"contrastive_lse: a is on {a.device} but {name} is on {t.device}; "
+                             "move every input to one device")
     if use_kernel(a):
         return torch.ops.medcl.contrastive_lse(a, b, keep_a, keep_b, float(scale), int(offset), bool(exclude_self))
     return contrastive_lse_reference(a, b, keep_a, keep_b, float(scale), int(offset), bool(exclude_self))
@@ -102,7 +121,7 @@ def _register() -> None:
 
     @torch.library.register_fake("medcl::contrastive_lse_backward")
     def _(a, b, keep_a, keep_b, scale, offset, exclude_self, row_lse, col_lse, g_row, g_col, g_diag):
-        return torch.empty_like(a), torch.empty_like(b)
+        return a.new_empty(a.shape), b.new_empty(b.shape)      # contiguous, as the kernels return
 
     def setup_context(ctx, inputs, output):
         a, b, keep_a, keep_b, scale, offset, exclude_self = inputs

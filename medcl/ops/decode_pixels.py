@@ -204,7 +204,12 @@ def decode_pixels(data: torch.Tensor, offsets: torch.Tensor, desc: torch.Tensor,
                          f"and {tuple(offsets.shape)}")
     if height < 0 or width < 0:
         raise ValueError(f"decode_pixels: height and width must be >= 0, got {height}, {width}")
-    if _extension.has_kernel("decode_pixels", data.device.type):
+    for name, t in (("offsets", offsets), ("desc", desc), ("params", params), ("function", function),
+                    ("invert", invert)):
+        if t.device != data.device:
+            raise ValueError(f"decode_pixels: data is on {data.device} but {name} is on {t.device}; "
+                             "move every input to one device")
+    if _extension.use_kernel("decode_pixels", data.device):
         return torch.ops.medcl.decode_pixels(data, offsets, desc, params, function, invert, height, width, dtype)
     return decode_pixels_reference(data, offsets, desc, params, function, invert, height, width, dtype)
 

@@ -101,7 +101,7 @@ def intensity(pixels: torch.Tensor, *, slope: Scalars = 1.0, intercept: Scalars 
                                      width=width, function=function, invert=invert)
     dev = pixels.device
     params, codes, inv = params.to(dev), codes.to(dev), inv.to(dev)
-    if _extension.has_kernel("intensity", dev.type):
+    if _extension.use_kernel("intensity", dev):
         return torch.ops.medcl.intensity(pixels, params, codes, inv, dtype)
     return intensity_reference(pixels, params, codes, inv, dtype)
 

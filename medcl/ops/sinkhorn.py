@@ -45,7 +45,7 @@ def sinkhorn_log_reference(x: torch.Tensor, n_iters: int) -> tuple[torch.Tensor,
 
 
 def _sinkhorn_log(x: torch.Tensor, n_iters: int) -> torch.Tensor:
-    if _extension.has_kernel("sinkhorn_log", x.device.type) and x.dtype in (torch.float32, torch.float64):
+    if _extension.use_kernel("sinkhorn_log", x.device) and x.dtype in (torch.float32, torch.float64):
         return torch.ops.medcl.sinkhorn_log(x, int(n_iters))[0]
     return sinkhorn_log_reference(x, int(n_iters))[0]
 
@@ -119,11 +119,11 @@ def _register() -> None:
     @torch.library.register_fake("medcl::sinkhorn_log")
     def _(x, n_iters):
         B, N = x.shape[0], x.shape[1]
-        return torch.empty_like(x), x.new_empty(B, n_iters, N), x.new_empty(B, n_iters, N)
+        return x.new_empty(x.shape), x.new_empty(B, n_iters, N), x.new_empty(B, n_iters, N)
 
     @torch.library.register_fake("medcl::sinkhorn_log_backward")
     def _(grad_out, x, row_pot, col_pot):
-        return torch.empty_like(x)
+        return x.new_empty(x.shape)
 
     def setup_context(ctx, inputs, output):
         x, n_iters = inputs

@@ -122,7 +122,7 @@ def sinkhorn_knopp(scores: torch.Tensor, *, eps: float = 0.05, n_iters: int = 3,
     x = scores.detach()
     if x.dtype not in (torch.float32, torch.float64):
         x = x.float()                                                    # half types: float32 codes
-    if not _extension.has_kernel("sinkhorn_knopp", x.device.type):
+    if not _extension.use_kernel("sinkhorn_knopp", x.device):
         return sinkhorn_knopp_reference(x, eps, n_iters, distributed)
     x = x.contiguous()
     B_global = _global_batch(x.shape[0], x.device, dist_on)
@@ -137,7 +137,7 @@ def _register() -> None:
 
     @torch.library.register_fake("medcl::sinkhorn_knopp")
     def _(scores, eps, n_iters):
-        return torch.empty_like(scores)
+        return scores.new_empty(scores.shape)
 
     @torch.library.register_fake("medcl::sinkhorn_knopp_col_lse")
     def _(scores, eps):
@@ -150,7 +150,7 @@ def _register() -> None:
 
     @torch.library.register_fake("medcl::sinkhorn_knopp_codes")
     def _(scores, eps, v):
-        return torch.empty_like(scores)
+        return scores.new_empty(scores.shape)
 
 
 _register()

@@ -86,9 +86,10 @@ def test_statistics_and_gradients_match_reference(device, gen, M, N, D, dtype, m
         assert g.dtype == (torch.float64 if dtype in (torch.float64, torch.float32) else torch.float32)
         _close(g, w, tol_stats)
     # Upstream gradients: random where the statistic is finite, 0 where it is -inf (as a loss gives).
-    ups = [torch.where(torch.isfinite(w), torch.randn(w.shape, generator=gen, dtype=torch.float64), 0.0)
-           for w in want]
+    ups = [torch.where(torch.isfinite(w.detach().cpu()), torch.randn(w.shape, generator=gen, dtype=torch.float64),
+                       0.0) for w in want]
     ups[2][torch.rand(M, generator=gen) < 0.3] = 0.0                 # some positives unused
+    ups = [u.to(device) for u in ups]
     with _tf32(device):
         da, db = torch.autograd.grad(got, (x, y), [u.to(device, got[0].dtype) for u in ups])
     da_ref, db_ref = torch.autograd.grad(want, (xr, yr), ups)

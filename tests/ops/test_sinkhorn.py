@@ -31,8 +31,8 @@ def test_op_matches_reference_values_and_gradients(device, gen, B, N, dtype):
     for g, w in zip((out, rows, cols), want):
         assert g.dtype == dtype and g.shape == w.shape
         assert _rel(g, w) < tol
-    grad_out = torch.randn(B, N, N, generator=gen, dtype=torch.float64)
-    gx, = torch.autograd.grad(out, x, grad_out.to(device, dtype))
+    grad_out = torch.randn(B, N, N, generator=gen, dtype=torch.float64).to(device)
+    gx, = torch.autograd.grad(out, x, grad_out.to(dtype))
     gx_ref, = torch.autograd.grad(want[0], xr, grad_out)
     assert _rel(gx, gx_ref) < (1e-10 if dtype == torch.float64 else 1e-4)
 
