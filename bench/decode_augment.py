@@ -64,17 +64,18 @@ def write_files(folder: Path, rows: int, cols: int, rle: bool, n: int) -> list[s
 
 # --- the pipeline users write today ----------------------------------------------------------
 class PydicomViews(torch.utils.data.Dataset):
-    def __init__(self, paths, size: int, seed: int = 0):
+    def __init__(self, paths, size: int, length: int | None = None, seed: int = 0):
         self.paths, self.size, self.seed = paths, size, seed
+        self.length = length or len(paths)          # the files cycled to this many items
 
     def __len__(self):
-        return len(self.paths)
+        return self.length
 
     def __getitem__(self, i):
         import pydicom
         from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
-        ds = pydicom.dcmread(self.paths[i])
+        ds = pydicom.dcmread(self.paths[i % len(self.paths)])
         v = apply_voi_lut(apply_modality_lut(ds.pixel_array, ds), ds)             # float64 numpy
         lo, hi = float(v.min()), float(v.max())
         x = torch.from_numpy(((v - lo) / max(hi - lo, 1e-6)).astype(np.float32))   # (H, W) in [0, 1]
@@ -100,9 +101,10 @@ def _torch_view(x: torch.Tensor, size: int, g: torch.Generator) -> torch.Tensor:
     return F.grid_sample(v, grid, align_corners=False)[0].half()                  # (1, S, S)
 
 
-def _loader(ds, workers: int, batch: int, collate=None):
+def _loader(ds, workers: int, batch: int, collate=None, pin: bool = False):
+    """Persistent workers: the first (warm-up) pass starts them, the timed passes reuse them."""
     return torch.utils.data.DataLoader(ds, batch_size=batch, num_workers=workers, collate_fn=collate,
-                                       persistent_workers=False)
+                                       persistent_workers=workers > 0, pin_memory=pin, prefetch_factor=4 if workers else None)
 
 
 def run_loader(loader, device: torch.device, finish=None) -> float:
@@ -135,20 +137,21 @@ def medcl_op(packed, params, size: int, device: torch.device):
 class ShardViews(torch.utils.data.Dataset):
     """Recipes from a prepared dataset: 2 views of each image (what ViewsDataset does for simclr)."""
 
-    def __init__(self, dataset, paths, size: int):
+    def __init__(self, dataset, paths, size: int, length: int | None = None):
         from medcl.data.sources import open_source
         _, self.source = open_source(dataset)
         self.paths, self.size = paths, size
+        self.length = length or len(paths)          # the files cycled to this many items
 
     def __len__(self):
-        return len(self.paths)
+        return self.length
 
     def __getitem__(self, i):
         from medcl.data.render import Request
 
-        raw = self.source.read(self.paths[i])
+        raw = self.source.read(self.paths[i % len(self.paths)])
         params = medcl_params([raw], self.size, i)[0:1]                             # (1, 2, 13)
-        return {"raws": [raw], "info": [(i, self.paths[i], 0)], "index": i,
+        return {"raws": [raw], "info": [(i, self.paths[i % len(self.paths)], 0)], "index": i,
                 "requests": {"views": Request(slots=[0], params=params, size=self.size)}}
 
 
@@ -160,6 +163,10 @@ def main() -> None:
     ap.add_argument("--out-sizes", default="224,512")
     ap.add_argument("--workers", type=int, default=os.cpu_count())
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--e2e-images", type=int, default=1024,
+                    help="items per timed pass of the GPU end-to-end loader (the files cycled); the CPU "
+                         "loaders take a quarter of it")
+    ap.add_argument("--gpu-batch", type=int, default=32, help="batch size of the GPU end-to-end loader")
     ap.add_argument("--out-json", type=Path, help="write here instead of bench/results/<device>/decode_augment.json")
     args = ap.parse_args()
     device = torch.device(args.device)
@@ -194,33 +201,37 @@ def main() -> None:
                         fn()                                                        # warm-up
                         return min(fn() for _ in range(args.repeat))
 
-                    res["pydicom+torch"] = best(lambda: run_loader(
-                        _loader(PydicomViews(files, size), cores, 4), torch.device("cpu")))
+                    cpu_len, gpu_len = max(n, args.e2e_images // 4), max(n, args.e2e_images)
+                    counts = {"medcl-cpu-op": n, "medcl-gpu-op": n, "pydicom+torch": cpu_len,
+                              "medcl-cpu-e2e": cpu_len, "medcl-gpu-e2e": gpu_len}
+                    loader = _loader(PydicomViews(files, size, cpu_len), cores, 4)
+                    res["pydicom+torch"] = best(lambda: run_loader(loader, torch.device("cpu")))
                     res["medcl-cpu-op"] = best(lambda: time_once(lambda: medcl_op(packed, params, size, torch.device("cpu")),
                                                                    torch.device("cpu")))
-                    res["medcl-cpu-e2e"] = best(lambda: run_loader(
-                        _loader(ShardViews(dataset, files, size), cores, 4, render_collate), torch.device("cpu")))
+                    loader = _loader(ShardViews(dataset, files, size, cpu_len), cores, 4, render_collate)
+                    res["medcl-cpu-e2e"] = best(lambda: run_loader(loader, torch.device("cpu")))
+                    del loader
                     if device.type == "cuda":
                         res["medcl-gpu-op"] = best(lambda: time_once(lambda: medcl_op(packed, params, size, device), device))
+                        loader = _loader(ShardViews(dataset, files, size, gpu_len), cores, args.gpu_batch, collate_raw,
+                                         pin=True)
                         res["medcl-gpu-e2e"] = best(lambda: run_loader(
-                            _pinned_loader(ShardViews(dataset, files, size), cores, collate_raw), device,
-                            lambda b: render(b, device, dtype=torch.float16)))
+                            loader, device, lambda b: render(b, device, dtype=torch.float16)))
+                        del loader
                     base = res["pydicom+torch"]
                     for name, t in res.items():
+                        k = counts[name] / n               # images per timed pass, over the file count
                         rows_out.append({"input": shape, "encoding": "rle" if rle else "native", "out": f"2x{size}",
-                                         "pipeline": name, "images_per_s": round(n / t, 2),
-                                         "GB_per_s": round(nbytes / t / 1e9, 4),
-                                         "speedup_vs_pydicom": round(base / t, 2)})
+                                         "pipeline": name, "images": counts[name],
+                                         "images_per_s": round(counts[name] / t, 2),
+                                         "GB_per_s": round(k * nbytes / t / 1e9, 4),
+                                         "speedup_vs_pydicom": round((counts[name] / t) / (cpu_len / base), 2)})
                     print(table([x for x in rows_out if x["input"] == shape and x["out"] == f"2x{size}"
                                  and x["encoding"] == ("rle" if rle else "native")],
                                 ["input", "encoding", "out", "pipeline", "images_per_s", "GB_per_s",
                                  "speedup_vs_pydicom"]), flush=True)
     out = save("decode_augment", device, {"images_per_case": n, "workers": cores, "rows": rows_out}, args.out_json)
     print(f"wrote {out}")
-
-
-def _pinned_loader(ds, workers: int, collate):
-    return torch.utils.data.DataLoader(ds, batch_size=64, num_workers=workers, collate_fn=collate, pin_memory=True)
 
 
 if __name__ == "__main__":

@@ -9,19 +9,22 @@
 #   6. summary   bench/gpu_summary.py: one short table last
 # Every stage runs under `timeout`, cut to what is left of GPU_CHECK_BUDGET seconds (default
 # 540), so the run ends in time; a stage that cannot start in time is reported as skipped.
-# Logs and JSON go to $OUT/gpu-check/ and, tarred, to $OUT/gpu-check.tar.gz (the device tool
-# returns at most 8 files); bench JSON also lands in bench/results/<gpu>/.
+# Logs and JSON are written to /tmp/gpu-check and come back tarred as $OUT/gpu-check.tar.gz, with
+# $OUT/summary.txt and the built wheel $OUT/medcl-*.whl (the device tool returns at most 8 files).
 # GPU_CHECK_STAGES=wheels,build,tests,sanitize,bench picks stages; GPU_CHECK_PYTEST_ARGS adds
-# pytest arguments (say, -k contrastive).
+# pytest arguments (say, -k contrastive); GPU_CHECK_WHEEL=path installs that wheel (a previous
+# run's, when only Python changed since) instead of building.
 set -u
 cd "$(dirname "$0")/.."
 START=$(date +%s)
 BUDGET=${GPU_CHECK_BUDGET:-540}
 STAGES=${GPU_CHECK_STAGES:-wheels,build,tests,sanitize,bench}
 PY=${PYTHON:-python3}
-OUTDIR=${OUT:-build/gpu-check-out}/gpu-check
+RESULT=${OUT:-build/gpu-check-out}
+mkdir -p "$RESULT"
+RESULT=$(cd "$RESULT" && pwd)
+OUTDIR=$(mktemp -d /tmp/gpu-check.XXXX)/gpu-check
 mkdir -p "$OUTDIR"
-OUTDIR=$(cd "$OUTDIR" && pwd)
 STATUS="$OUTDIR/stages.tsv"
 : > "$STATUS"
 export PYTHONUNBUFFERED=1
@@ -73,20 +76,34 @@ fi
 [ -d /tmp/site ] && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 
 BUILT=1
-if want build; then
+if [ -n "${GPU_CHECK_WHEEL:-}" ]; then
+  stage install-wheel 120 build.log $PY -m pip install --no-deps --force-reinstall --no-cache-dir "$GPU_CHECK_WHEEL" || BUILT=0
+elif want build; then
   ARCH=$($PY -c "import torch; M, m = torch.cuda.get_device_capability(0); print(f'{M}.{m}' + ('a' if (M, m) == (9, 0) else ''))")
   echo "building for TORCH_CUDA_ARCH_LIST=$ARCH"
+  rm -rf /tmp/medcl-wheel
   stage build 360 build.log env MEDCL_CUDA=1 TORCH_CUDA_ARCH_LIST="$ARCH" MAX_JOBS=$(nproc) \
-    $PY -m pip install -v --no-build-isolation --no-deps --no-cache-dir . || BUILT=0
+    $PY -m pip wheel -v --no-build-isolation --no-deps --no-cache-dir -w /tmp/medcl-wheel . || BUILT=0
   grep -E "medcl: |warning|error" "$OUTDIR/build.log" | grep -v "^ *$" | head -n 40 > "$OUTDIR/build-warnings.txt"
+  if (( BUILT )); then
+    cp /tmp/medcl-wheel/medcl-*.whl "$RESULT/"
+    $PY -m pip install -q --no-deps --force-reinstall --no-cache-dir /tmp/medcl-wheel/medcl-*.whl >> "$OUTDIR/build.log" 2>&1 || BUILT=0
+  fi
 fi
-$PY -m medcl.cli info > "$OUTDIR/info.txt" 2>&1 && cat "$OUTDIR/info.txt" | head -n 30
+# From outside the source tree: its medcl/ (no _C, no cli) would shadow the installed package.
+(cd /tmp && $PY -m medcl.cli info) > "$OUTDIR/info.txt" 2>&1; head -n 30 "$OUTDIR/info.txt"
 
 if (( BUILT )); then
   if want tests; then
+    # pytest-xdist workers: a crashing test fails alone (its worker is replaced), the rest run on.
     (cd tests && stage tests 300 pytest.log $PY -m pytest -m gpu -q -p no:cacheprovider --rootdir=.. \
       -c ../pyproject.toml -o addopts="--import-mode=importlib -ra" --junitxml="$OUTDIR/pytest.xml" \
-      ${GPU_CHECK_PYTEST_ARGS:-} .)
+      -n 8 ${GPU_CHECK_PYTEST_ARGS:-} .)
+    if grep -qE "crashed|Segmentation fault|signal" "$OUTDIR/pytest.log"; then
+      # A native crash: where it happened, for the notes (cuda-gdb also debugs host code here).
+      stage crash-backtrace 60 crash-backtrace.log cuda-gdb -q -batch -ex run -ex bt --args $PY -c \
+        "import torch, medcl.ops; torch.ops.medcl.sinkhorn_knopp(torch.rand(4, 3, device='cuda'), 0.0, 3)"
+    fi
   fi
   if want sanitize; then
     if command -v compute-sanitizer > /dev/null; then
@@ -111,13 +128,13 @@ if (( BUILT )); then
     stage bench-sinkhorn 90 bench-sinkhorn.log $PY bench/sinkhorn.py --device cuda --sizes 9,16,36,100 \
       --repeat 5 --swav-repeat 5 --out-json "$OUTDIR/sinkhorn.json"
     stage bench-decode 150 bench-decode.log $PY bench/decode_augment.py --device cuda --sizes 2048x2048 \
-      --out-sizes 224 --n 64 --repeat 2 --out-json "$OUTDIR/decode_augment.json"
-    stage bench-pretrain 150 bench-pretrain.log $PY bench/pretrain_decode.py --device cuda \
+      --out-sizes 224 --n 64 --repeat 2 --e2e-images 1024 --out-json "$OUTDIR/decode_augment.json"
+    stage bench-pretrain 150 bench-pretrain.log $PY bench/pretrain_decode.py --device cuda --n 384 --size 1024 \
       --out-json "$OUTDIR/pretrain_decode.json"
   fi
 fi
 
 $PY bench/gpu_summary.py "$OUTDIR" | tee "$OUTDIR/summary.txt"
-tar -C "$(dirname "$OUTDIR")" -czf "$(dirname "$OUTDIR")/gpu-check.tar.gz" gpu-check
-cp "$OUTDIR/summary.txt" "$(dirname "$OUTDIR")/summary.txt"
-echo "gpu-check: $(( $(date +%s) - START )) s; logs in $(dirname "$OUTDIR")/gpu-check.tar.gz"
+tar -C "$(dirname "$OUTDIR")" -czf "$RESULT/gpu-check.tar.gz" gpu-check
+cp "$OUTDIR/summary.txt" "$RESULT/summary.txt"
+echo "gpu-check: $(( $(date +%s) - START )) s; logs in $RESULT/gpu-check.tar.gz"

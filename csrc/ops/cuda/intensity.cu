@@ -4,6 +4,7 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include "ops/cuda/device_check.h"
 #include "ops/cuda/intensity_kernel.cuh"
 #include "ops/intensity.h"
 
@@ -13,7 +14,8 @@ namespace {
 at::Tensor intensity_cuda(const at::Tensor& pixels, const at::Tensor& params,
                           const at::Tensor& function, const at::Tensor& invert,
                           at::ScalarType dtype) {
-  const c10::cuda::CUDAGuard guard(pixels.device());
+  const c10::cuda::CUDAGuard guard(check_cuda_device(
+      "medcl::intensity", {{"pixels", &pixels}, {"params", &params}, {"function", &function}, {"invert", &invert}}));
   auto c = prepare_intensity(pixels, params, function, invert, dtype);
   if (c.out.numel() == 0) return c.out;
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
