@@ -1,7 +1,8 @@
 // CUDA glue of medcl::contrastive_lse and medcl::contrastive_lse_backward: checks, device guard,
-// current stream, launch. Kernels: contrastive_kernel.cuh. Tensor cores only: float16 and
-// bfloat16 inputs, and float32 as TF32 when torch allows TF32 matmuls; float64, float32 without
-// TF32 and D > 1024 are refused here (medcl/ops/contrastive.py routes them to its reference).
+// current stream, the float workspace of the split passes, launch. Kernels:
+// contrastive_kernel.cuh. Tensor cores only: float16 and bfloat16 inputs, and float32 as TF32
+// when torch allows TF32 matmuls; float64, float32 without TF32 and D > 1024 are refused here
+// (medcl/ops/contrastive.py routes them to its reference).
 #include <ATen/Context.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -71,6 +72,14 @@ const T* in_ptr(const at::Tensor& t) {  // at::Half / at::BFloat16 share __half 
   return static_cast<const T*>(t.data_ptr());
 }
 
+// The float workspace of the split passes (`floats` of them, none when 0) on a's device; the
+// caching allocator orders its reuse after the launches queued on the current stream.
+at::Tensor split_workspace(const ContrastiveCall& c, int64_t floats) {
+  return at::empty({floats > 0 ? floats : 0}, c.a.options().dtype(at::kFloat));
+}
+
+float* workspace_ptr(at::Tensor& ws) { return ws.numel() > 0 ? ws.data_ptr<float>() : nullptr; }
+
 // a (M, D), b (N, D), keep_a (M,), keep_b (N,) -> row_lse (M,), col_lse (N,), diag (M,) in
 // stat_dtype (the kernels compute float32; float32 inputs get them as float64, see contrastive.h).
 std::tuple<at::Tensor, at::Tensor, at::Tensor> contrastive_lse_cuda(
@@ -84,13 +93,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> contrastive_lse_cuda(
   at::Tensor row_lse = at::empty({c.M}, stat);
   at::Tensor col_lse = at::empty({c.N}, stat);
   at::Tensor diag = at::empty({c.M}, stat);
+  at::Tensor ws = split_workspace(
+      c, cuda::contrastive_lse_workspace_floats(c.M, c.N, c.D, c.a.device().index()));
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   dispatch_mma_type(c.a.scalar_type(), [&](auto tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     const cudaError_t err = cuda::launch_contrastive_lse<T>(
         in_ptr<T>(c.a), in_ptr<T>(c.b), c.keep_a.data_ptr<bool>(), c.keep_b.data_ptr<bool>(), c.M,
         c.N, c.D, static_cast<float>(scale), offset, exclude_self, row_lse.data_ptr<float>(),
-        col_lse.data_ptr<float>(), diag.data_ptr<float>(), stream);
+        col_lse.data_ptr<float>(), diag.data_ptr<float>(), workspace_ptr(ws), ws.numel(), stream);
     TORCH_CHECK(err == cudaSuccess, op, ": CUDA launch failed: ", cudaGetErrorString(err));
   });
   return {row_lse.to(c.stat_dtype), col_lse.to(c.stat_dtype), diag.to(c.stat_dtype)};
@@ -112,6 +123,8 @@ std::tuple<at::Tensor, at::Tensor> contrastive_lse_backward_cuda(
   }
   at::Tensor da = at::empty(c.a.sizes(), c.a.options());  // (M, D) contiguous
   at::Tensor db = at::empty(c.b.sizes(), c.b.options());  // (N, D) contiguous
+  at::Tensor ws = split_workspace(
+      c, cuda::contrastive_lse_backward_workspace_floats(c.M, c.N, c.D, c.a.device().index()));
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   dispatch_mma_type(c.a.scalar_type(), [&](auto tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
@@ -120,7 +133,7 @@ std::tuple<at::Tensor, at::Tensor> contrastive_lse_backward_cuda(
         c.N, c.D, static_cast<float>(scale), offset, exclude_self, s.row_lse.data_ptr<float>(),
         s.col_lse.data_ptr<float>(), s.g_row.data_ptr<float>(), s.g_col.data_ptr<float>(),
         s.g_diag.data_ptr<float>(), static_cast<T*>(da.data_ptr()),
-        static_cast<T*>(db.data_ptr()), stream);
+        static_cast<T*>(db.data_ptr()), workspace_ptr(ws), ws.numel(), stream);
     TORCH_CHECK(err == cudaSuccess, op, ": CUDA launch failed: ", cudaGetErrorString(err));
   });
   return {da, db};
