@@ -13,6 +13,7 @@
 #include <type_traits>
 
 #include "ops/contrastive.h"
+#include "ops/cuda/device_check.h"
 #include "ops/cuda/contrastive_kernel.cuh"
 
 namespace medcl {
@@ -31,15 +32,17 @@ bool tf32_allowed() {
 #endif
 }
 
-// The CUDA-only limits of one call (prepare_contrastive has checked the rest).
-void check_cuda_call(const char* op, const ContrastiveCall& c) {
+// The CUDA-only limits of one call (prepare_contrastive has checked the rest). The TF32 switch is
+// read by the forward only: the backward follows whatever its forward chose, so switching TF32
+// off between the two (or inside a checkpointed region) does not fail the backward.
+void check_cuda_call(const char* op, const ContrastiveCall& c, bool forward) {
   const at::ScalarType t = c.a.scalar_type();
   TORCH_CHECK(t != at::kDouble, op,
               ": float64 has no CUDA kernel (tensor cores only); call medcl.ops.contrastive, "
               "which routes float64 to the reference implementation");
   TORCH_CHECK(t == at::kHalf || t == at::kBFloat16 || t == at::kFloat, op,
               ": the CUDA kernel takes float16, bfloat16 or float32, got ", t);
-  TORCH_CHECK(t != at::kFloat || tf32_allowed(), op,
+  TORCH_CHECK(t != at::kFloat || !forward || tf32_allowed(), op,
               ": float32 inputs run on TF32 tensor cores, and TF32 matmuls are off "
               "(torch.backends.cuda.matmul.fp32_precision is not 'tf32'); call "
               "medcl.ops.contrastive, which routes such calls to the reference, or allow TF32 "
@@ -85,10 +88,11 @@ float* workspace_ptr(at::Tensor& ws) { return ws.numel() > 0 ? ws.data_ptr<float
 std::tuple<at::Tensor, at::Tensor, at::Tensor> contrastive_lse_cuda(
     const at::Tensor& a, const at::Tensor& b, const at::Tensor& keep_a, const at::Tensor& keep_b,
     double scale, int64_t offset, bool exclude_self) {
-  const c10::cuda::CUDAGuard guard(a.device());
   const char* op = "medcl::contrastive_lse";
+  const c10::cuda::CUDAGuard guard(check_cuda_device(
+      op, {{"a", &a}, {"b", &b}, {"keep_a", &keep_a}, {"keep_b", &keep_b}}));
   const auto c = prepare_contrastive(op, a, b, keep_a, keep_b, offset, exclude_self);
-  check_cuda_call(op, c);
+  check_cuda_call(op, c, true);
   const auto stat = c.a.options().dtype(at::kFloat);  // the kernels' statistics; stat_dtype on return
   at::Tensor row_lse = at::empty({c.M}, stat);
   at::Tensor col_lse = at::empty({c.N}, stat);
@@ -113,10 +117,12 @@ std::tuple<at::Tensor, at::Tensor> contrastive_lse_backward_cuda(
     double scale, int64_t offset, bool exclude_self, const at::Tensor& row_lse,
     const at::Tensor& col_lse, const at::Tensor& g_row, const at::Tensor& g_col,
     const at::Tensor& g_diag) {
-  const c10::cuda::CUDAGuard guard(a.device());
   const char* op = "medcl::contrastive_lse_backward";
+  const c10::cuda::CUDAGuard guard(check_cuda_device(
+      op, {{"a", &a}, {"b", &b}, {"keep_a", &keep_a}, {"keep_b", &keep_b}, {"row_lse", &row_lse},
+           {"col_lse", &col_lse}, {"g_row", &g_row}, {"g_col", &g_col}, {"g_diag", &g_diag}}));
   const auto c = prepare_contrastive(op, a, b, keep_a, keep_b, offset, exclude_self);
-  check_cuda_call(op, c);
+  check_cuda_call(op, c, false);
   auto s = prepare_contrastive_grads(c, row_lse, col_lse, g_row, g_col, g_diag);
   for (at::Tensor* t : {&s.row_lse, &s.col_lse, &s.g_row, &s.g_col, &s.g_diag}) {
     *t = t->to(at::kFloat).contiguous();  // float64 for float32 inputs; the kernels read float32
