@@ -243,3 +243,139 @@ def test_bad_arguments_raise_clear_errors(gen):
             torch.ops.medcl.augment(images.double(), sizes, p, 8, 8, 0.0, 1.0, torch.float32)
         with pytest.raises(RuntimeError, match="params"):
             torch.ops.medcl.augment(images, sizes, p.float(), 8, 8, 0.0, 1.0, torch.float32)
+
+
+# --- pyramid levels: only those the views read (CUDA scratch), odd sizes, deep levels -------------
+
+ODD_SIZES = [[257, 131], [1000, 3], [5, 999], [767, 383]]   # valid sizes in a 1000 x 999 batch
+
+
+def _odd_batch(gen):
+    """Images of ODD_SIZES padded with junk (never to be read) to 1000 x 999: at most levels
+    the last row or column is partial, and 2^l-pixel cells of 1 to 2^l - 1 rows all occur."""
+    sizes = torch.tensor(ODD_SIZES)
+    images = torch.rand(len(ODD_SIZES), 1000, 999, generator=gen) * 5 - 2
+    for b, (r, c) in enumerate(ODD_SIZES):
+        images[b, :r, :c] = torch.rand(r, c, generator=gen)
+    return images, sizes
+
+
+def _level(p, rows, cols):
+    """The pyramid level a view reads (aug_setup, csrc/ops/augment_math.h; no FMA, as there)."""
+    s = min(math.sqrt(p[A.A00] * p[A.A00] + p[A.A10] * p[A.A10]), math.sqrt(p[A.A01] * p[A.A01] + p[A.A11] * p[A.A11]))
+    L = 0
+    while L < A.MAX_LEVEL and 2 ** L < max(rows, cols) and s >= A.LEVEL_RATIO * 2.0 ** (L + 1):
+        L += 1
+    return L
+
+
+def _views(gen, sizes, V, lo, hi, out):
+    """(B, V, 13) random views of images of valid sizes (B, 2): shrinking lo to hi times
+    (log-uniform), any angle, flips, centres in the image, tone, gamma, noise, some blur."""
+    B = sizes.shape[0]
+    u = lambda *s: torch.rand(*s, generator=gen, dtype=torch.float64)  # noqa: E731
+    scale = torch.exp(math.log(lo) + u(B, V) * math.log(hi / lo))
+    aspect = torch.exp((u(B, V) - 0.5) * 0.4)
+    angle = u(B, V) * 2 * math.pi
+    flip = torch.where(u(B, V) < 0.5, -1.0, 1.0)
+    su, sv = scale * aspect, scale / aspect
+    c, s = torch.cos(angle), torch.sin(angle)
+    p = _identity(B, V)
+    p[..., A.A00], p[..., A.A01] = c * su * flip, -s * sv
+    p[..., A.A10], p[..., A.A11] = s * su * flip, c * sv
+    centre = sizes.double()[:, None, :] * u(B, V, 2)                     # (B, V, 2) rows, cols
+    oh, ow = out
+    p[..., A.A02] = centre[..., 1] - p[..., A.A00] * (ow - 1) / 2 - p[..., A.A01] * (oh - 1) / 2
+    p[..., A.A12] = centre[..., 0] - p[..., A.A10] * (ow - 1) / 2 - p[..., A.A11] * (oh - 1) / 2
+    tone = u(B, V) < 0.5
+    p[..., A.BRIGHTNESS] = torch.where(tone, (u(B, V) - 0.5) * 0.4, 0.0)
+    p[..., A.CONTRAST] = torch.where(tone, 0.6 + u(B, V) * 0.8, 1.0)
+    p[..., A.PIVOT] = u(B, V)
+    p[..., A.GAMMA] = torch.where(u(B, V) < 0.5, torch.exp((u(B, V) - 0.5) * 1.4), 1.0)
+    p[..., A.NOISE] = torch.where(u(B, V) < 0.5, u(B, V) * 0.1, 0.0)
+    p[..., A.BLUR] = torch.where(u(B, V) < 0.25, u(B, V) * 1.5, 0.0)
+    p[..., A.SEED] = torch.randint(0, 2**53, (B, V), generator=gen).double()
+    return p
+
+
+def _level_views(sizes, levels):
+    """(B, levels, 13): view v reads pyramid level L = v + 1 (or the image's deepest, its first
+    1 x 1 level, if shallower) pixel for pixel: scale 2^L, offset (2^L - 1) / 2, one tap at each
+    level pixel's centre, so output (row, col) = level-L pixel (row, col), 0 where that centre
+    lies outside the image. Returns the views and their levels (B, levels)."""
+    B = sizes.shape[0]
+    p = _identity(B, levels)
+    L = torch.zeros(B, levels, dtype=torch.int64)
+    for b, (r, c) in enumerate(sizes.tolist()):
+        deepest = next(k for k in range(A.MAX_LEVEL + 1) if 2 ** k >= max(r, c))
+        for v in range(levels):
+            L[b, v] = min(v + 1, deepest)
+            p[b, v, [A.A00, A.A11]] = 2.0 ** int(L[b, v])
+            p[b, v, [A.A02, A.A12]] = (2.0 ** int(L[b, v]) - 1) / 2
+    return p, L
+
+
+@needs_ext
+def test_views_read_pyramid_levels_pixel_for_pixel(device, gen):
+    """Levels 1 to 10 of odd-sized padded images against the float64 pyramid (CUDA builds each
+    from the last level it stores or the image, levels 5 and up through a stored level 4 or 8)."""
+    images, sizes = _odd_batch(gen)
+    p, L = _level_views(sizes, 10)
+    out = _op(device, images, sizes, p, (500, 500))                            # level 1's extent
+    levels = A._pyramid(images.double(), sizes[:, 0], sizes[:, 1], 10)
+    for b, (r, c) in enumerate(ODD_SIZES):
+        for v in range(10):
+            lv = int(L[b, v])
+            # level pixels whose centre lies in the image: the rest read 0
+            ri, ci = (r + (1 << lv >> 1)) >> lv, (c + (1 << lv >> 1)) >> lv
+            want = torch.zeros(500, 500, dtype=torch.float64)
+            want[:ri, :ci] = levels[lv][b, :ri, :ci]
+            torch.testing.assert_close(out[b, v].double(), want, rtol=0, atol=2e-6,
+                                       msg=lambda m: f"image {b} level {lv}: {m} (seed {gen.initial_seed()})")
+
+
+@pytest.mark.gpu
+@needs_ext
+def test_cpu_and_cuda_agree_on_odd_sizes_and_deep_levels(gen):
+    """Odd sizes, 1- to 5-pixel-wide images, views shrinking 1-40x and 40-700x (levels 0 to 9)."""
+    images, sizes = _odd_batch(gen)
+    out = (24, 20)
+    p = torch.cat([_views(gen, sizes, 6, 1.0, 40.0, out), _views(gen, sizes, 3, 40.0, 700.0, out)], 1)
+    cpu = _op(torch.device("cpu"), images, sizes, p, out)
+    cuda = _op(torch.device("cuda"), images, sizes, p, out)
+    assert float((cpu - cuda).abs().max()) <= 1e-3, gen.initial_seed()
+    want = augment_reference(images, sizes, p, *out, 0.0, 1.0, torch.float64)
+    err = ((cuda.double() - want).abs() / want.abs().clamp_min(1.0)).max()
+    assert float(err) < 1e-5, (gen.initial_seed(), float(err))
+    # whole levels read pixel for pixel: CUDA's levels are the CPU's level-by-level pyramid, bit for bit
+    q, _ = _level_views(sizes, 10)
+    assert torch.equal(_op(torch.device("cpu"), images, sizes, q, (500, 500)),
+                       _op(torch.device("cuda"), images, sizes, q, (500, 500)))
+
+
+@pytest.mark.gpu
+@needs_ext
+def test_cuda_scratch_holds_only_the_levels_the_views_read(gen):
+    """16 images 3000 x 2500 → 2 views 224² (AugmentConfig()): each view reads level 3 (1/64 of
+    the pixels) or, for about 1 image in 10, level 2 (1/16). The op's extra memory (peak minus
+    the output) stays within the levels read (plus the allocator's rounding), below 1/16 of the
+    input; the whole pyramid, levels 1 to 1 x 1 of every image, would be a third of it."""
+    from medcl.data.augment import AugmentConfig, sample_views
+
+    B, H, W, S = 16, 3000, 2500, 224
+    dev = torch.device("cuda")
+    sizes = torch.tensor([[H, W]] * B)
+    p = sample_views(AugmentConfig(), sizes, S, 2, gen)
+    images = torch.rand(B, H, W, device=dev, generator=torch.Generator(dev).manual_seed(gen.initial_seed()))
+    sizes_d, p_d = sizes.to(dev), p.to(dev)
+    torch.cuda.synchronize(dev)
+    torch.cuda.reset_peak_memory_stats(dev)
+    out = torch.ops.medcl.augment(images, sizes_d, p_d, S, S, 0.0, 1.0, torch.float16)
+    torch.cuda.synchronize(dev)
+    extra = torch.cuda.max_memory_allocated(dev) - torch.cuda.memory_allocated(dev)   # the output is still held
+    read = {(b, _level(p[b, v].tolist(), H, W)) for b in range(B) for v in range(2)}
+    level_bytes = sum(4 * -(-H // 2 ** lv) * -(-W // 2 ** lv) for b, lv in read if lv > 0)
+    assert {lv for _, lv in read} <= {2, 3}
+    assert extra <= level_bytes + 2 * 2**20, (extra, level_bytes, gen.initial_seed())
+    assert extra < images.numel() * 4 / 16, (extra, gen.initial_seed())
+    assert out.shape == (B, 2, S, S) and torch.isfinite(out).all()
