@@ -7,13 +7,15 @@
 
 #include "ops/augment.h"
 #include "ops/cuda/augment_kernel.cuh"
+#include "ops/cuda/device_check.h"
 
 namespace medcl {
 namespace {
 
 at::Tensor augment_cuda(const at::Tensor& images, const at::Tensor& sizes, const at::Tensor& params,
                         int64_t out_h, int64_t out_w, double mean, double std, at::ScalarType dtype) {
-  const c10::cuda::CUDAGuard guard(images.device());
+  const c10::cuda::CUDAGuard guard(
+      check_cuda_device("medcl::augment", {{"images", &images}, {"sizes", &sizes}, {"params", &params}}));
   auto c = prepare_augment(images, sizes, params, out_h, out_w, mean, std, dtype);
   TORCH_CHECK(c.V <= 65535, "medcl::augment: at most 65535 views per image on CUDA, got ", c.V);
   if (c.out.numel() == 0) return c.out;
