@@ -128,8 +128,8 @@ if (( BUILT )); then
     stage bench-sinkhorn 90 bench-sinkhorn.log $PY bench/sinkhorn.py --device cuda --sizes 9,16,36,100 \
       --repeat 5 --swav-repeat 5 --out-json "$OUTDIR/sinkhorn.json"
     stage bench-decode 150 bench-decode.log $PY bench/decode_augment.py --device cuda --sizes 2048x2048 \
-      --out-sizes 224 --n 64 --repeat 2 --e2e-images 1024 --out-json "$OUTDIR/decode_augment.json"
-    stage bench-pretrain 150 bench-pretrain.log $PY bench/pretrain_decode.py --device cuda --n 384 --size 1024 \
+      --out-sizes 224 --n 64 --repeat 2 --e2e-images 512 --out-json "$OUTDIR/decode_augment.json"
+    stage bench-pretrain 150 bench-pretrain.log $PY bench/pretrain_decode.py --device cuda --n 256 --size 1024 \
       --out-json "$OUTDIR/pretrain_decode.json"
   fi
 fi
