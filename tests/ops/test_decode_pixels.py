@@ -373,6 +373,70 @@ def test_fuzzed_rle_matches_reference(device, gen):
     _assert_matches(got, want, torch.float32, gen.initial_seed())
 
 
+def _rows_packbits(rng, plane: np.ndarray, long_p: float, noop_p: float, flood_p: float) -> bytes:
+    """A PackBits segment of a (rows, cols) uint8 plane, rows encoded separately: runs of 1..128
+    bytes with probability ``long_p``, else of 1..4, half of them replicate runs (the plane's bytes
+    made equal), a -128 no-op before a run with probability ``noop_p``, and before a row with
+    probability ``flood_p`` a flood of 4000..9000 no-ops (whole CUDA staging windows without a run)."""
+    out = bytearray()
+    rows, cols = plane.shape
+    for r in range(rows):
+        if rng.random() < flood_p:
+            out += b"\x80" * int(rng.integers(4000, 9000))
+        c = 0
+        while c < cols:
+            if rng.random() < noop_p:
+                out.append(128)
+            L = int(min(cols - c, rng.integers(1, 129) if rng.random() < long_p else rng.integers(1, 5)))
+            if L >= 2 and rng.random() < 0.5:
+                plane[r, c:c + L] = plane[r, c]
+                out += bytes([257 - L, int(plane[r, c])])
+            else:
+                out.append(L - 1)
+                out += plane[r, c:c + L].tobytes()
+            c += L
+    return bytes(out)
+
+
+@needs_ext
+def test_long_rle_segments_match_reference(device, gen):
+    """Segments spanning many of the CUDA kernel's 4 KiB staging windows: dense short runs (more
+    runs per window than its run table holds), long literals, no-op floods, each intact or with
+    byte flips, a cut, inserted bytes or trailing garbage anywhere in them: the same status and
+    pixels as the reference, which walks the headers one by one."""
+    rng = _rng(gen)
+    images, fns, params, invs = [], [], [], []
+    rows, cols = 24, 1500
+    for i in range(12):
+        long_p = (0.0, 0.15, 1.0)[i % 3]
+        planes = [rng.integers(0, 256, size=(rows, cols), dtype=np.uint8) for _ in range(2)]
+        segs = [_rows_packbits(rng, p, long_p, 0.02, 0.15 if i % 4 == 3 else 0.0) for p in planes]
+        buf = bytearray(_rle_frame(None, 2, [seg + b"\x00" * (len(seg) % 2) for seg in segs]))
+        kind = int(rng.integers(0, 5)) if i >= 3 else 0                        # the first three intact
+        if kind == 1:                                                          # byte flips
+            for _ in range(int(rng.integers(1, 4))):
+                buf[int(rng.integers(64, len(buf)))] = int(rng.integers(0, 256))
+        elif kind == 2:                                                        # a cut
+            buf = buf[: int(rng.integers(64, len(buf)))]
+        elif kind == 3:                                                        # inserted bytes
+            at = int(rng.integers(64, len(buf)))
+            buf[at:at] = rng.integers(0, 256, size=int(rng.integers(1, 4)), dtype=np.uint8).tobytes()
+        elif kind == 4:                                                        # trailing garbage
+            buf += rng.integers(0, 256, size=int(rng.integers(1, 300)), dtype=np.uint8).tobytes()
+        desc = [rows, cols, 16, 16, 15, 0, RLE]
+        fn = int(rng.integers(0, 5))
+        images.append((bytes(buf), desc))
+        fns.append(fn)
+        params.append(_random_params(rng, desc, fn))
+        invs.append(bool(rng.random() < 0.5))
+    args = _pack(images, fns, params, invs)
+    want, want_status = decode_pixels_reference(*args, rows, cols, torch.float64)
+    assert (want_status[:3] == 0).all()
+    got, status = _run(args, rows, cols, torch.float32, device)
+    assert torch.equal(status, want_status), (gen.initial_seed(), status.tolist(), want_status.tolist())
+    _assert_matches(got, want, torch.float32, gen.initial_seed())
+
+
 # --- plumbing -------------------------------------------------------------------------------------
 
 @needs_ext
