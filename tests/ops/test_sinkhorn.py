@@ -17,8 +17,13 @@ def _rel(got, want):
     return float((got - want).abs().max() / want.abs().max().clamp_min(1.0))
 
 
+# CUDA: N <= 16 runs the one-thread-per-line kernels, 17 <= N <= 128 the grouped kernels, one
+# instantiation per size class (N <= 20, 32, 36, 48, 64, 80, 100, 128: 19, 27, 36, 45, 64, 77,
+# 100, 128 here; 19, 27, 45, 77 leave lanes with fewer entries than others). float64 N = 128
+# backward does not fit the grouped layout and runs the line kernel with x in global memory.
 @needs_kernel
-@pytest.mark.parametrize("B,N", [(1, 1), (3, 2), (5, 3), (4, 9), (2, 16), (3, 36), (2, 64), (1, 100), (2, 128)])
+@pytest.mark.parametrize("B,N", [(1, 1), (3, 2), (5, 3), (4, 9), (2, 16), (3, 19), (2, 27), (3, 36), (3, 45),
+                                 (2, 64), (1, 77), (1, 100), (2, 128)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_op_matches_reference_values_and_gradients(device, gen, B, N, dtype):
     n_iters = int(torch.randint(1, 12, (1,), generator=gen))
@@ -34,6 +39,55 @@ def test_op_matches_reference_values_and_gradients(device, gen, B, N, dtype):
     grad_out = torch.randn(B, N, N, generator=gen, dtype=torch.float64).to(device)
     gx, = torch.autograd.grad(out, x, grad_out.to(dtype))
     gx_ref, = torch.autograd.grad(want[0], xr, grad_out)
+    assert _rel(gx, gx_ref) < (1e-10 if dtype == torch.float64 else 1e-4)
+
+
+def _op_and_reference_fwd_bwd(x, n_iters, gen):
+    """out and grad_x of the op on x, then of the float64 reference loop, for one random grad_out."""
+    xk = x.detach().clone().requires_grad_(True)
+    out = torch.ops.medcl.sinkhorn_log(xk, n_iters)[0]
+    grad_out = torch.randn(x.shape, generator=gen, dtype=torch.float64).to(x.device)
+    gx, = torch.autograd.grad(out, xk, grad_out.to(x.dtype))
+    xr = x.detach().double().requires_grad_(True)
+    want = sinkhorn_log_reference(xr, n_iters)[0]
+    gx_ref, = torch.autograd.grad(want, xr, grad_out)
+    return out, gx, want, gx_ref
+
+
+@needs_kernel
+@pytest.mark.gpu
+@pytest.mark.parametrize("N,per_block", [(19, 6), (36, 3), (45, 2)])
+def test_cuda_blocks_of_several_matrices(gen, N, per_block):
+    """The grouped CUDA kernels put several matrices in a block only for large batches (at most
+    B / (2 SMs) per block): here `per_block` of them per block, warps that straddle two matrices,
+    and one matrix more (idle slots in the last block), against the float64 reference."""
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    B = 2 * sms * per_block + 1
+    x = (3 * torch.randn(B, N, N, generator=gen, dtype=torch.float64)).to("cuda", torch.float32)
+    out, gx, want, gx_ref = _op_and_reference_fwd_bwd(x, 5, gen)
+    assert _rel(out, want) < 2e-5
+    assert _rel(gx, gx_ref) < 1e-4
+
+
+@needs_kernel
+@pytest.mark.gpu
+@pytest.mark.parametrize("N", [9, 36, 100])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cuda_masked_entries(gen, N, dtype):
+    """-inf entries (forbidden assignments) stay -inf with zero weight, as in the reference: each
+    row and column keeps at least its diagonal entry finite."""
+    B = 3
+    x = 3 * torch.randn(B, N, N, generator=gen, dtype=torch.float64)
+    mask = torch.rand(B, N, N, generator=gen) < 0.3
+    mask[:, torch.arange(N), torch.arange(N)] = False
+    x[mask] = float("-inf")
+    out, gx, want, gx_ref = _op_and_reference_fwd_bwd(x.to("cuda", dtype), 6, gen)
+    fin = torch.isfinite(want)
+    assert torch.equal(fin, ~mask.cuda()) and torch.equal(torch.isfinite(out), fin)
+    assert bool((out[~fin] == float("-inf")).all())
+    tol = 1e-12 if dtype == torch.float64 else 2e-5
+    assert _rel(out[fin], want[fin]) < tol
+    assert bool(torch.isfinite(gx).all()) and bool(torch.isfinite(gx_ref).all())
     assert _rel(gx, gx_ref) < (1e-10 if dtype == torch.float64 else 1e-4)
 
 
