@@ -4,6 +4,7 @@
 #include <torch/library.h>
 
 #include "ops/cuda/decode_pixels_kernel.cuh"
+#include "ops/cuda/device_check.h"
 #include "ops/decode_pixels.h"
 
 namespace medcl {
@@ -13,7 +14,9 @@ std::tuple<at::Tensor, at::Tensor> decode_pixels_cuda(const at::Tensor& data, co
                                                       const at::Tensor& desc, const at::Tensor& params,
                                                       const at::Tensor& function, const at::Tensor& invert,
                                                       int64_t height, int64_t width, at::ScalarType dtype) {
-  const c10::cuda::CUDAGuard guard(data.device());
+  const c10::cuda::CUDAGuard guard(check_cuda_device(
+      "medcl::decode_pixels", {{"data", &data}, {"offsets", &offsets}, {"desc", &desc}, {"params", &params},
+                               {"function", &function}, {"invert", &invert}}));
   auto c = prepare_decode_pixels(data, offsets, desc, params, function, invert, height, width, dtype);
   if (c.B == 0) return {c.out, c.status};
   // Per image: segment begin/end (4 + 4 int64), min/max stored value (2 int64), segment status (4 int32).
