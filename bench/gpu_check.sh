@@ -12,7 +12,8 @@
 # Logs and JSON are written to /tmp/gpu-check and come back tarred as $OUT/gpu-check.tar.gz, with
 # $OUT/summary.txt and the built wheel $OUT/medcl-*.whl (the device tool returns at most 8 files).
 # GPU_CHECK_STAGES=wheels,build,tests,sanitize,bench picks stages; GPU_CHECK_PYTEST_ARGS adds
-# pytest arguments (say, -k contrastive); GPU_CHECK_WHEEL=path installs that wheel (a previous
+# pytest arguments (say, -k contrastive); GPU_CHECK_BENCHES=contrastive,sinkhorn,decode,pretrain
+# picks benchmarks (default all, in that order); GPU_CHECK_WHEEL=path installs that wheel (a previous
 # run's, when only Python changed since) instead of building.
 set -u
 cd "$(dirname "$0")/.."
@@ -31,6 +32,8 @@ export PYTHONUNBUFFERED=1
 
 left() { echo $(( BUDGET - ($(date +%s) - START) )); }
 want() { [[ ",$STAGES," == *",$1,"* ]]; }
+BENCHES=${GPU_CHECK_BENCHES:-contrastive,sinkhorn,decode,pretrain}
+bench_wanted() { [[ ",$BENCHES," == *",$1,"* ]]; }
 
 # stage NAME MAX_SECONDS LOG CMD...: runs CMD under timeout min(MAX, time left - 25 s reserve).
 stage() {
@@ -122,15 +125,15 @@ if (( BUILT )); then
     fi
   fi
   if want bench && [ "${GPU_CHECK_BENCH:-1}" != 0 ]; then
-    stage bench-contrastive 150 bench-contrastive.log $PY bench/contrastive.py --device cuda --repeat 3 \
-      --impls naive,open_clip,medcl --cases 4096x512,16384x512,65536x512 --autocast \
+    bench_wanted contrastive && stage bench-contrastive 150 bench-contrastive.log $PY bench/contrastive.py \
+      --device cuda --repeat 3 --impls naive,open_clip,medcl --cases 4096x512,16384x512,65536x512 --autocast \
       --out-json "$OUTDIR/contrastive.json"
-    stage bench-sinkhorn 90 bench-sinkhorn.log $PY bench/sinkhorn.py --device cuda --sizes 9,16,36,100 \
-      --repeat 5 --swav-repeat 5 --out-json "$OUTDIR/sinkhorn.json"
-    stage bench-decode 150 bench-decode.log $PY bench/decode_augment.py --device cuda --sizes 2048x2048 \
-      --out-sizes 224 --n 64 --repeat 2 --e2e-images 512 --out-json "$OUTDIR/decode_augment.json"
-    stage bench-pretrain 150 bench-pretrain.log $PY bench/pretrain_decode.py --device cuda --n 256 --size 1024 \
-      --out-json "$OUTDIR/pretrain_decode.json"
+    bench_wanted sinkhorn && stage bench-sinkhorn 90 bench-sinkhorn.log $PY bench/sinkhorn.py --device cuda \
+      --sizes 9,16,36,100 --repeat 5 --swav-repeat 5 --out-json "$OUTDIR/sinkhorn.json"
+    bench_wanted decode && stage bench-decode 150 bench-decode.log $PY bench/decode_augment.py --device cuda \
+      --sizes 2048x2048 --out-sizes 224 --n 64 --repeat 2 --e2e-images 512 --out-json "$OUTDIR/decode_augment.json"
+    bench_wanted pretrain && stage bench-pretrain 150 bench-pretrain.log $PY bench/pretrain_decode.py \
+      --device cuda --n 256 --size 1024 --out-json "$OUTDIR/pretrain_decode.json"
   fi
 fi
 
