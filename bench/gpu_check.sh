@@ -12,7 +12,8 @@
 # Logs and JSON are written to /tmp/gpu-check and come back tarred as $OUT/gpu-check.tar.gz, with
 # $OUT/summary.txt and the built wheel $OUT/medcl-*.whl (the device tool returns at most 8 files).
 # GPU_CHECK_STAGES=wheels,build,tests,sanitize,bench picks stages; GPU_CHECK_PYTEST_ARGS adds
-# pytest arguments (say, -k contrastive); GPU_CHECK_BENCHES=contrastive,sinkhorn,decode,pretrain
+# pytest arguments (say, -x); GPU_CHECK_TESTS the test paths under tests/ (default all);
+# GPU_CHECK_SANITIZERS=memcheck,racecheck,synccheck picks compute-sanitizer tools; GPU_CHECK_BENCHES=contrastive,sinkhorn,decode,pretrain
 # picks benchmarks (default all, in that order); GPU_CHECK_WHEEL=path installs that wheel (a previous
 # run's, when only Python changed since) instead of building.
 set -u
@@ -101,11 +102,12 @@ if (( BUILT )); then
     # pytest-xdist workers: a crashing test fails alone (its worker is replaced), the rest run on.
     (cd tests && stage tests 300 pytest.log $PY -m pytest -m gpu -q -p no:cacheprovider --rootdir=.. \
       -c ../pyproject.toml -o addopts="--import-mode=importlib -ra" --junitxml="$OUTDIR/pytest.xml" \
-      -n 8 ${GPU_CHECK_PYTEST_ARGS:-} .)
+      -n 8 ${GPU_CHECK_PYTEST_ARGS:-} ${GPU_CHECK_TESTS:-.})
     if grep -qE "crashed|Segmentation fault|signal" "$OUTDIR/pytest.log"; then
-      # A native crash: where it happened, for the notes (cuda-gdb also debugs host code here).
-      stage crash-backtrace 60 crash-backtrace.log cuda-gdb -q -batch -ex run -ex bt --args $PY -c \
-        "import torch, medcl.ops; torch.ops.medcl.sinkhorn_knopp(torch.rand(4, 3, device='cuda'), 0.0, 3)"
+      # A native crash: where it happened, for the notes (cuda-gdb also debugs host code here);
+      # from /tmp, so that the installed medcl is imported, not the source tree.
+      (cd /tmp && stage crash-backtrace 60 crash-backtrace.log cuda-gdb -q -batch -ex run -ex bt --args $PY -c \
+        "import torch, medcl.ops; torch.ops.medcl.sinkhorn_knopp(torch.rand(4, 3, device='cuda'), 0.0, 3)")
     fi
   fi
   if want sanitize; then
@@ -114,11 +116,12 @@ if (( BUILT )); then
       compute-sanitizer --help 2>&1 | grep -q -- "--kernel-name" && FILTER=(--kernel-name kns=medcl)
       # No caching allocator: every tensor its own cudaMalloc, so memcheck sees out-of-bounds
       # accesses that a pooled block would hide.
-      stage memcheck 150 memcheck.log env PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool memcheck \
+      TOOLS=${GPU_CHECK_SANITIZERS:-memcheck,racecheck,synccheck}
+      [[ ",$TOOLS," == *",memcheck,"* ]] && stage memcheck 150 memcheck.log env PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool memcheck \
         "${FILTER[@]}" --leak-check no --error-exitcode 3 $PY bench/gpu_sanitize.py
-      stage racecheck 150 racecheck.log compute-sanitizer --tool racecheck "${FILTER[@]}" \
+      [[ ",$TOOLS," == *",racecheck,"* ]] && stage racecheck 150 racecheck.log compute-sanitizer --tool racecheck "${FILTER[@]}" \
         --racecheck-report analysis --error-exitcode 3 $PY bench/gpu_sanitize.py
-      stage synccheck 90 synccheck.log compute-sanitizer --tool synccheck "${FILTER[@]}" \
+      [[ ",$TOOLS," == *",synccheck,"* ]] && stage synccheck 90 synccheck.log compute-sanitizer --tool synccheck "${FILTER[@]}" \
         --error-exitcode 3 $PY bench/gpu_sanitize.py
     else
       printf 'memcheck\tskipped\t0\tcompute-sanitizer not on PATH\n' >> "$STATUS"

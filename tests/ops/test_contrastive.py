@@ -54,7 +54,8 @@ def _value_and_grads(fn, a, b, tau=None):
 
 def _rel_err(got, want):
     """Max abs error over max(max |want|, 1), as tests/ops/test_intensity.py scales errors."""
-    return float((got.double().cpu() - want).abs().max() / want.abs().max().clamp_min(1.0))
+    got, want = got.double().cpu(), want.double().cpu()
+    return float((got - want).abs().max() / want.abs().max().clamp_min(1.0))
 
 
 @pytest.mark.parametrize("B,D", [(1, 4), (2, 3), (7, 5), (16, 33)])
