@@ -19,10 +19,26 @@ namespace medcl {
 // Codes of the `function` tensor of medcl::intensity (keep in sync with medcl/ops/intensity.py).
 enum VoiFunction : int32_t { kVoiNone = 0, kVoiLinear = 1, kVoiLinearExact = 2, kVoiSigmoid = 3 };
 
+// slope * stored + intercept rounded twice, as the CPU and the float64 reference compute it: nvcc
+// contracts a * b + c into one fused multiply-add by default, whose single rounding moved the
+// modality value by an ulp and a width-1 LINEAR_EXACT window's output by 1e-11 (seen on an H200).
+template <typename Acc>
+MEDCL_HD Acc mul_add_rounded(Acc a, Acc b, Acc c) {
+#ifdef __CUDA_ARCH__
+  if constexpr (sizeof(Acc) == sizeof(double)) {
+    return __dadd_rn(__dmul_rn(a, b), c);
+  } else {
+    return __fadd_rn(__fmul_rn(a, b), c);
+  }
+#else
+  return a * b + c;
+#endif
+}
+
 template <typename Acc>
 MEDCL_HD Acc intensity_value(Acc stored, Acc slope, Acc intercept, Acc center, Acc width,
                              int32_t function, bool invert) {
-  const Acc x = slope * stored + intercept;
+  const Acc x = mul_add_rounded(slope, stored, intercept);
   Acc y;
   if (function == kVoiLinear || function == kVoiLinearExact) {
     const Acc c = function == kVoiLinear ? center - Acc(0.5) : center;

@@ -5,6 +5,8 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include <string>
+
 #include "ops/augment.h"
 #include "ops/cuda/augment_kernel.cuh"
 #include "ops/cuda/device_check.h"
@@ -17,7 +19,8 @@ at::Tensor augment_cuda(const at::Tensor& images, const at::Tensor& sizes, const
   const c10::cuda::CUDAGuard guard(
       check_cuda_device("medcl::augment", {{"images", &images}, {"sizes", &sizes}, {"params", &params}}));
   auto c = prepare_augment(images, sizes, params, out_h, out_w, mean, std, dtype);
-  TORCH_CHECK(c.V <= 65535, "medcl::augment: at most 65535 views per image on CUDA, got ", c.V);
+  // Strings only in this file's messages (csrc/ops/checks.cpp says why).
+  TORCH_CHECK(c.V <= 65535, "medcl::augment: at most 65535 views per image on CUDA, got ", std::to_string(c.V));
   if (c.out.numel() == 0) return c.out;
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   const float* img = c.images.data_ptr<float>();

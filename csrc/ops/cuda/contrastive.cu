@@ -9,6 +9,7 @@
 #include <torch/library.h>
 #include <torch/version.h>
 
+#include <string>
 #include <tuple>
 #include <type_traits>
 
@@ -32,7 +33,8 @@ bool tf32_allowed() {
 #endif
 }
 
-// The CUDA-only limits of one call (prepare_contrastive has checked the rest). The TF32 switch is
+// The CUDA-only limits of one call (prepare_contrastive has checked the rest). Messages here
+// hold strings only: numbers are formatted by std::to_string (csrc/ops/checks.cpp says why). The TF32 switch is
 // read by the forward only: the backward follows whatever its forward chose, so switching TF32
 // off between the two (or inside a checkpointed region) does not fail the backward.
 void check_cuda_call(const char* op, const ContrastiveCall& c, bool forward) {
@@ -41,7 +43,7 @@ void check_cuda_call(const char* op, const ContrastiveCall& c, bool forward) {
               ": float64 has no CUDA kernel (tensor cores only); call medcl.ops.contrastive, "
               "which routes float64 to the reference implementation");
   TORCH_CHECK(t == at::kHalf || t == at::kBFloat16 || t == at::kFloat, op,
-              ": the CUDA kernel takes float16, bfloat16 or float32, got ", t);
+              ": the CUDA kernel takes float16, bfloat16 or float32, got ", c10::toString(t));
   TORCH_CHECK(t != at::kFloat || !forward || tf32_allowed(), op,
               ": float32 inputs run on TF32 tensor cores, and TF32 matmuls are off "
               "(torch.backends.cuda.matmul.fp32_precision is not 'tf32'); call "
@@ -49,14 +51,14 @@ void check_cuda_call(const char* op, const ContrastiveCall& c, bool forward) {
               "with torch.backends.cuda.matmul.fp32_precision = 'tf32' (older torch: "
               "torch.backends.cuda.matmul.allow_tf32 = True)");
   TORCH_CHECK(c.D <= cuda::contrastive::kMaxD, op, ": the CUDA kernel takes D <= ",
-              cuda::contrastive::kMaxD, ", got D = ", c.D,
+              std::to_string(cuda::contrastive::kMaxD), ", got D = ", std::to_string(c.D),
               "; call medcl.ops.contrastive, which routes larger D to the reference");
   int major = 0;
   const cudaError_t err =
       cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, c.a.device().index());
   TORCH_CHECK(err == cudaSuccess, op, ": cudaDeviceGetAttribute failed: ", cudaGetErrorString(err));
   TORCH_CHECK(major >= 8, op, ": the CUDA kernel needs compute capability 8.0 or newer "
-              "(bfloat16 and TF32 tensor cores), got ", major, ".x");
+              "(bfloat16 and TF32 tensor cores), got ", std::to_string(major), ".x");
 }
 
 // Calls f with a null T* for the kernel's element type T of `t`.
@@ -66,7 +68,7 @@ void dispatch_mma_type(at::ScalarType t, F&& f) {
     case at::kHalf: f(static_cast<__half*>(nullptr)); break;
     case at::kBFloat16: f(static_cast<__nv_bfloat16*>(nullptr)); break;
     case at::kFloat: f(static_cast<float*>(nullptr)); break;
-    default: TORCH_CHECK(false, "medcl::contrastive_lse: no CUDA kernel for ", t);
+    default: TORCH_CHECK(false, "medcl::contrastive_lse: no CUDA kernel for ", c10::toString(t));
   }
 }
 
