@@ -43,12 +43,10 @@ def rel(x: torch.Tensor, ref: torch.Tensor) -> float:
 
 def run_intensity(g):
     px = torch.randint(0, 4096, (3, 37, 45), generator=g, dtype=torch.int32)
-    p, f, inv = pack_params(3, slope=[1.0, 2.0, 0.5], intercept=[0.0, -100.0, 3.0], center=[2000.0, 1500.0, 800.0],
-                            width=[4000.0, 1000.0, 300.0], function=["linear", "linear_exact", "sigmoid"],
-                            invert=[False, True, False])
-    out = intensity(px.to(DEV), slope=[1.0, 2.0, 0.5], intercept=[0.0, -100.0, 3.0], center=[2000.0, 1500.0, 800.0],
-                    width=[4000.0, 1000.0, 300.0], function=["linear", "linear_exact", "sigmoid"],
-                    invert=[False, True, False])
+    kw = dict(slope=[1.0, 2.0, 0.5], intercept=[0.0, -100.0, 3.0], center=[2000.0, 1500.0, 800.0],
+              width=[4000.0, 1000.0, 300.0], function=["linear", "linear_exact", "sigmoid"], invert=[False, True, False])
+    p, f, inv = pack_params(3, **kw)
+    out = intensity(px.to(DEV), **kw)
     report("intensity", rel(out, intensity_reference(px, p, f, inv, torch.float64)), 1e-6)
 
 

@@ -38,7 +38,7 @@ def sanitizer(log: Path) -> str:
         return "not run"
     summary = re.findall(r"(ERROR SUMMARY: \d+ errors?|RACECHECK SUMMARY: .*)", text)
     calls = "all calls ok" if "0 result(s) off" in text else "results off or not finished"
-    if "Device not supported" in text or "not supported" in text.lower() and not summary:
+    if not summary and "not supported" in text.lower():
         return "tool refused the device"
     return f"{'; '.join(s.strip() for s in summary) or 'no summary line'} ({calls})"
 

@@ -31,11 +31,11 @@ def collect(device: str) -> dict:
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
             p = torch.cuda.get_device_properties(i)
-            compiled = {op: not _extension.cuda_kernel_problem(op, i) for op in _extension.OPS}
+            why = {op: _extension.cuda_kernel_problem(op, i) for op in _extension.OPS}
             gpus.append({"index": i, "name": p.name, "capability": f"{p.major}.{p.minor}",
-                         "memory_gib": round(p.total_memory / 2**30, 1), "compiled_ops": compiled,
-                         "why_not": {op: _extension.cuda_kernel_problem(op, i) for op, ok in compiled.items()
-                                     if not ok}})
+                         "memory_gib": round(p.total_memory / 2**30, 1),
+                         "compiled_ops": {op: not w for op, w in why.items()},
+                         "why_not": {op: w for op, w in why.items() if w}})
     ops = {op: {"cpu": _extension.backend(op, "cpu"),
                 "cuda": ("no GPU" if not gpus else
                          "cuda" if all(g["compiled_ops"][op] for g in gpus) else

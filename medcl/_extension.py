@@ -193,9 +193,9 @@ def use_kernel(op: str, device) -> bool:
     index = _cuda_index(device)
     key = (op, index)
     if key not in _usable:
-        why = cuda_kernel_problem(op, index) if has_kernel(op, "cuda") else "no CUDA kernel"
+        why = cuda_kernel_problem(op, index)
         _usable[key] = not why
-        if why and has_kernel(op, "cuda") and op not in _warned:
+        if why and has_kernel(op, "cuda") and op not in _warned:     # a kernel this GPU cannot run
             _warned.add(op)
             log.warning("medcl: %s runs its pure-PyTorch reference on %s: %s", op, device_name(index), why)
     return _usable[key]

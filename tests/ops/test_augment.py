@@ -23,6 +23,32 @@ def _identity(B, V=1):
     return p
 
 
+def _view_params(gen, scale, aspect, angle, centre, out, *, tone_p, effect_p):
+    """(B, V, 13) views from their geometry (B, V): input pixels per output pixel, aspect, angle,
+    centre (B, V, 2) rows, cols; random flips, tone (probability tone_p), gamma and noise
+    (effect_p each), some blur, a noise seed."""
+    B, V = scale.shape
+    u = lambda *s: torch.rand(*s, generator=gen, dtype=torch.float64)  # noqa: E731
+    flip = torch.where(u(B, V) < 0.5, -1.0, 1.0)
+    su, sv = scale * aspect, scale / aspect
+    c, s = torch.cos(angle), torch.sin(angle)
+    p = _identity(B, V)
+    p[..., A.A00], p[..., A.A01] = c * su * flip, -s * sv
+    p[..., A.A10], p[..., A.A11] = s * su * flip, c * sv
+    oh, ow = out
+    p[..., A.A02] = centre[..., 1] - p[..., A.A00] * (ow - 1) / 2 - p[..., A.A01] * (oh - 1) / 2
+    p[..., A.A12] = centre[..., 0] - p[..., A.A10] * (ow - 1) / 2 - p[..., A.A11] * (oh - 1) / 2
+    tone = u(B, V) < tone_p
+    p[..., A.BRIGHTNESS] = torch.where(tone, (u(B, V) - 0.5) * 0.4, 0.0)
+    p[..., A.CONTRAST] = torch.where(tone, 0.6 + u(B, V) * 0.8, 1.0)
+    p[..., A.PIVOT] = u(B, V)
+    p[..., A.GAMMA] = torch.where(u(B, V) < effect_p, torch.exp((u(B, V) - 0.5) * 1.4), 1.0)
+    p[..., A.NOISE] = torch.where(u(B, V) < effect_p, u(B, V) * 0.1, 0.0)
+    p[..., A.BLUR] = torch.where(u(B, V) < 0.25, u(B, V) * 1.5, 0.0)
+    p[..., A.SEED] = torch.randint(0, 2**53, (B, V), generator=gen).double()
+    return p
+
+
 def _case(gen, B=3, V=4, H=41, W=57, out=(19, 23)):
     """Padded images of mixed sizes (junk outside the valid region) and random views: scales
     0.3x to 12x (pyramid levels 0 to 3), any angle, flips, tone, gamma, noise, some blur."""
@@ -36,24 +62,8 @@ def _case(gen, B=3, V=4, H=41, W=57, out=(19, 23)):
     aspect = torch.exp((u(B, V) - 0.5) * 0.6)
     angle = u(B, V) * 2 * math.pi
     angle[:, 0] = (torch.randint(0, 4, (B,), generator=gen) * (math.pi / 2)).double()   # axis-aligned views too
-    flip = torch.where(u(B, V) < 0.5, -1.0, 1.0)
-    su, sv = scale * aspect, scale / aspect
-    c, s = torch.cos(angle), torch.sin(angle)
-    p = _identity(B, V)
-    p[..., A.A00], p[..., A.A01] = c * su * flip, -s * sv
-    p[..., A.A10], p[..., A.A11] = s * su * flip, c * sv
     centre = sizes.double()[:, None, :] * (u(B, V, 2) * 1.4 - 0.2)        # (B, V, 2) rows, cols; some outside
-    oh, ow = out
-    p[..., A.A02] = centre[..., 1] - p[..., A.A00] * (ow - 1) / 2 - p[..., A.A01] * (oh - 1) / 2
-    p[..., A.A12] = centre[..., 0] - p[..., A.A10] * (ow - 1) / 2 - p[..., A.A11] * (oh - 1) / 2
-    tone = u(B, V) < 0.7
-    p[..., A.BRIGHTNESS] = torch.where(tone, (u(B, V) - 0.5) * 0.4, 0.0)
-    p[..., A.CONTRAST] = torch.where(tone, 0.6 + u(B, V) * 0.8, 1.0)
-    p[..., A.PIVOT] = u(B, V)
-    p[..., A.GAMMA] = torch.where(u(B, V) < 0.6, torch.exp((u(B, V) - 0.5) * 1.4), 1.0)
-    p[..., A.NOISE] = torch.where(u(B, V) < 0.6, u(B, V) * 0.1, 0.0)
-    p[..., A.BLUR] = torch.where(u(B, V) < 0.25, u(B, V) * 1.5, 0.0)
-    p[..., A.SEED] = torch.randint(0, 2**53, (B, V), generator=gen).double()
+    p = _view_params(gen, scale, aspect, angle, centre, out, tone_p=0.7, effect_p=0.6)
     return images, sizes, p
 
 
@@ -277,25 +287,8 @@ def _views(gen, sizes, V, lo, hi, out):
     scale = torch.exp(math.log(lo) + u(B, V) * math.log(hi / lo))
     aspect = torch.exp((u(B, V) - 0.5) * 0.4)
     angle = u(B, V) * 2 * math.pi
-    flip = torch.where(u(B, V) < 0.5, -1.0, 1.0)
-    su, sv = scale * aspect, scale / aspect
-    c, s = torch.cos(angle), torch.sin(angle)
-    p = _identity(B, V)
-    p[..., A.A00], p[..., A.A01] = c * su * flip, -s * sv
-    p[..., A.A10], p[..., A.A11] = s * su * flip, c * sv
     centre = sizes.double()[:, None, :] * u(B, V, 2)                     # (B, V, 2) rows, cols
-    oh, ow = out
-    p[..., A.A02] = centre[..., 1] - p[..., A.A00] * (ow - 1) / 2 - p[..., A.A01] * (oh - 1) / 2
-    p[..., A.A12] = centre[..., 0] - p[..., A.A10] * (ow - 1) / 2 - p[..., A.A11] * (oh - 1) / 2
-    tone = u(B, V) < 0.5
-    p[..., A.BRIGHTNESS] = torch.where(tone, (u(B, V) - 0.5) * 0.4, 0.0)
-    p[..., A.CONTRAST] = torch.where(tone, 0.6 + u(B, V) * 0.8, 1.0)
-    p[..., A.PIVOT] = u(B, V)
-    p[..., A.GAMMA] = torch.where(u(B, V) < 0.5, torch.exp((u(B, V) - 0.5) * 1.4), 1.0)
-    p[..., A.NOISE] = torch.where(u(B, V) < 0.5, u(B, V) * 0.1, 0.0)
-    p[..., A.BLUR] = torch.where(u(B, V) < 0.25, u(B, V) * 1.5, 0.0)
-    p[..., A.SEED] = torch.randint(0, 2**53, (B, V), generator=gen).double()
-    return p
+    return _view_params(gen, scale, aspect, angle, centre, out, tone_p=0.5, effect_p=0.5)
 
 
 def _level_views(sizes, levels):

@@ -39,18 +39,23 @@ def _rle_frame(raw: np.ndarray, nb: int, segments: list[bytes] | None = None) ->
     return header.tobytes() + b"".join(segments)
 
 
-def _random_packbits(rng: np.random.Generator, plane: np.ndarray) -> bytes:
-    """A PackBits segment of a (rows, cols) uint8 plane with every kind of header: literal runs of
-    1..128, replicate runs of 2..128 (over any bytes: a replicate's bytes are made equal in
-    ``plane`` first), and -128 no-ops, rows encoded separately."""
+def _random_packbits(rng: np.random.Generator, plane: np.ndarray, *, long_p: float = 0.3, short_max: int = 8,
+                     noop_p: float = 0.05, flood_p: float = 0.0) -> bytes:
+    """A PackBits segment of a (rows, cols) uint8 plane with every kind of header, rows encoded
+    separately: runs of 1..128 bytes with probability ``long_p``, else of 1..``short_max``, half of
+    them replicate runs (a replicate's bytes are made equal in ``plane`` first), a -128 no-op
+    before a run with probability ``noop_p``, and before a row with probability ``flood_p`` a
+    flood of 4000..9000 no-ops (whole CUDA staging windows without a run)."""
     out = bytearray()
     rows, cols = plane.shape
     for r in range(rows):
+        if flood_p and rng.random() < flood_p:
+            out += b"\x80" * int(rng.integers(4000, 9000))
         c = 0
         while c < cols:
-            if rng.random() < 0.05:
+            if rng.random() < noop_p:
                 out.append(128)                                     # no-op
-            L = int(min(cols - c, rng.integers(1, 129) if rng.random() < 0.3 else rng.integers(1, 9)))
+            L = int(min(cols - c, rng.integers(1, 129) if rng.random() < long_p else rng.integers(1, short_max + 1)))
             if L >= 2 and rng.random() < 0.5:
                 plane[r, c:c + L] = plane[r, c]
                 out += bytes([257 - L, int(plane[r, c])])
@@ -373,31 +378,6 @@ def test_fuzzed_rle_matches_reference(device, gen):
     _assert_matches(got, want, torch.float32, gen.initial_seed())
 
 
-def _rows_packbits(rng, plane: np.ndarray, long_p: float, noop_p: float, flood_p: float) -> bytes:
-    """A PackBits segment of a (rows, cols) uint8 plane, rows encoded separately: runs of 1..128
-    bytes with probability ``long_p``, else of 1..4, half of them replicate runs (the plane's bytes
-    made equal), a -128 no-op before a run with probability ``noop_p``, and before a row with
-    probability ``flood_p`` a flood of 4000..9000 no-ops (whole CUDA staging windows without a run)."""
-    out = bytearray()
-    rows, cols = plane.shape
-    for r in range(rows):
-        if rng.random() < flood_p:
-            out += b"\x80" * int(rng.integers(4000, 9000))
-        c = 0
-        while c < cols:
-            if rng.random() < noop_p:
-                out.append(128)
-            L = int(min(cols - c, rng.integers(1, 129) if rng.random() < long_p else rng.integers(1, 5)))
-            if L >= 2 and rng.random() < 0.5:
-                plane[r, c:c + L] = plane[r, c]
-                out += bytes([257 - L, int(plane[r, c])])
-            else:
-                out.append(L - 1)
-                out += plane[r, c:c + L].tobytes()
-            c += L
-    return bytes(out)
-
-
 @needs_ext
 def test_long_rle_segments_match_reference(device, gen):
     """Segments spanning many of the CUDA kernel's 4 KiB staging windows: dense short runs (more
@@ -410,7 +390,8 @@ def test_long_rle_segments_match_reference(device, gen):
     for i in range(12):
         long_p = (0.0, 0.15, 1.0)[i % 3]
         planes = [rng.integers(0, 256, size=(rows, cols), dtype=np.uint8) for _ in range(2)]
-        segs = [_rows_packbits(rng, p, long_p, 0.02, 0.15 if i % 4 == 3 else 0.0) for p in planes]
+        flood = 0.15 if i % 4 == 3 else 0.0
+        segs = [_random_packbits(rng, p, long_p=long_p, short_max=4, noop_p=0.02, flood_p=flood) for p in planes]
         buf = bytearray(_rle_frame(None, 2, [seg + b"\x00" * (len(seg) % 2) for seg in segs]))
         kind = int(rng.integers(0, 5)) if i >= 3 else 0                        # the first three intact
         if kind == 1:                                                          # byte flips
