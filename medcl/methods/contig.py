@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from medcl.losses import ContigLoss
+from medcl.losses import ContigLoss, loss_input
 from medcl.methods._config import DictConfig
 from medcl.methods.retrieval import topk_accuracy
 from medcl.models import (GeneticsEncoderConfig, ImageEncoderConfig, ProjectionHeadConfig, build_genetics_encoder,
@@ -58,7 +58,7 @@ class ContigMethod(nn.Module):
 
     def forward(self, batch) -> dict[str, torch.Tensor]:
         zi, zm, present = self.project(batch)                               # this rank's rows
-        total, terms = self.loss(zi.float(), {m: z.float() for m, z in zm.items()}, present, distributed=True)
+        total, terms = self.loss(loss_input(zi), {m: loss_input(z) for m, z in zm.items()}, present, distributed=True)
         return {"loss": total, **{f"loss_{m}": t.detach() for m, t in terms.items()}}
 
     @torch.no_grad()
@@ -69,7 +69,7 @@ class ContigMethod(nn.Module):
             {m: [] for m in self.cfg.modalities}, []
         for batch in batches:
             zi, zm, present = self.project(batch)
-            total, _ = self.loss(zi.float(), {m: z.float() for m, z in zm.items()}, present)
+            total, _ = self.loss(loss_input(zi), {m: loss_input(z) for m, z in zm.items()}, present)
             losses.append(float(total))
             zi_all.append(zi.float().cpu())
             person_all.append(batch["person"].cpu())

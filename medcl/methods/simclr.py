@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from medcl.losses import loss_input
 from medcl.losses.ntxent import NTXentLoss
 from medcl.methods._config import DictConfig
 from medcl.methods.retrieval import topk_accuracy
@@ -50,7 +51,7 @@ class SimCLRMethod(nn.Module):
         self.loss = NTXentLoss(temperature=cfg.temperature)
 
     def forward(self, batch) -> dict[str, torch.Tensor]:
-        z = project_views(self.image_encoder, self.head, batch["views"]).float()   # (B, 2, P)
+        z = loss_input(project_views(self.image_encoder, self.head, batch["views"]))   # (B, 2, P)
         return {"loss": self.loss(z[:, 0], z[:, 1], distributed=True)}
 
     @torch.no_grad()
@@ -58,7 +59,7 @@ class SimCLRMethod(nn.Module):
         """Validation: mean NT-Xent over batches and view-1 → view-2 retrieval over the split."""
         losses, zs = [], []
         for batch in batches:
-            z = project_views(self.image_encoder, self.head, batch["views"]).float()
+            z = loss_input(project_views(self.image_encoder, self.head, batch["views"]))
             if z.shape[0] >= 1:
                 losses.append(float(self.loss(z[:, 0], z[:, 1])))
                 zs.append(z.cpu())
