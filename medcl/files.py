@@ -13,6 +13,19 @@ from pathlib import Path
 TMP_GLOB = ".*.tmp"  # the temporary names atomic_write uses
 
 
+def current_umask() -> int:
+    """The process umask (read by setting and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def honour_umask(path, base: int = 0o666) -> None:
+    """Give ``path`` the mode a plain open()/mkdir() would have (``base`` & ~umask): mkstemp and
+    mkdtemp create private 0600/0700 entries, which colleagues on a shared project cannot read."""
+    os.chmod(path, base & ~current_umask())
+
+
 def fsync_dir(folder) -> None:
     """fsync a folder (its entries: a rename into it survives a crash); a no-op where unsupported."""
     try:
@@ -35,6 +48,7 @@ def atomic_write(path, write) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
+        honour_umask(tmp)
         write(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())

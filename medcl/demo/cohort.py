@@ -25,6 +25,7 @@ from medcl.demo.images import plan_jobs, run_jobs
 from medcl.demo.plan import CohortPlan, DemoConfig, make_plan
 from medcl.demo.readme import render_readme
 from medcl.demo.write_tables import write_burden, write_labels, write_manifest, write_prs
+from medcl.files import honour_umask
 from medcl.errors import ConfigError, MedclError
 
 Progress = Callable[[int, int, str], None]  # (done, total, stage)
@@ -97,9 +98,7 @@ def generate_cohort(out, n: int = 1000, snps: int = 2000, size: int = 256, seed:
     report = progress or (lambda done, total, stage: None)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp made it private; OUT gets the usual mode
+    honour_umask(tmp, 0o777)  # mkdtemp made it private; OUT gets the usual mode
     try:
         cfg = DemoConfig()
         report(0, 1, "genetics")
