@@ -10,7 +10,8 @@ relative to the manifest's folder; missing files are reported together.
 
 Tables: .csv, .tsv, .txt (delimiter sniffed: tab, comma, else whitespace), columns FID, IID
 (``fid``/``iid``/``#FID`` accepted) and any number of numeric columns; empty cells and
-NA/NaN/N/A are NaN. Label tables may also carry a ``split`` column.
+NA/NaN/N/A are NaN. Label tables may also carry a ``split`` column and text columns
+(class names: every value a word, none a number).
 """
 from __future__ import annotations
 
@@ -204,7 +205,8 @@ def read_table(path, *, kind: str | None = None) -> pd.DataFrame:
     """Read a per-individual table (PRS, burden scores, labels) keyed by FID/IID.
 
     kind: "prs", "burden", "labels" or None; only "labels" may carry a text ``split`` column
-        (train/val/test). Every other column besides FID and IID must be numeric (float64).
+        (train/val/test) and text class columns (no value a number). Every other column besides
+        FID and IID must be numeric (float64).
     Returns FID and IID as string columns followed by the value columns, one row per
     individual; a repeated (FID, IID) pair is an error.
     """
@@ -239,6 +241,9 @@ def read_table(path, *, kind: str | None = None) -> pd.DataFrame:
             continue
         num = df[col].map(_exact_float).astype(np.float64)  # Python's parser: exact round trip
         bad = num.isna() & df[col].notna()
+        if bad.any() and kind == "labels" and not num.notna().any():  # class names in words: kept as text
+            df[col] = df[col].map(lambda v: v if pd.isna(v) else str(v).strip()).astype(object)
+            continue
         if bad.any():
             first = int(np.flatnonzero(bad)[0])
             raise TableError(
