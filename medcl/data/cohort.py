@@ -13,7 +13,6 @@ fitted on the training people only and kept in ``GeneticsTable.stats`` for savin
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -42,6 +41,7 @@ class Cohort:
     counted_allele: str = "a1"  # the allele the snp values count
     aggregate: str = "outer"  # "outer": everyone, with masks; "inner": only people with every modality
     dropped_people: int = 0  # individuals left out by aggregate="inner"
+    source: object = None  # where frames are read from (medcl.data.sources: shards of a prepared dataset); None: the files
 
     @property
     def modalities(self) -> list:
@@ -115,7 +115,8 @@ def load_cohort(manifest, *, genotypes=None, prs=None, burden=None, snps=None, c
                 check_files: bool = True, log_summary: bool = True) -> Cohort:
     """Join a manifest's images to genetic modalities by FID/IID and split by individual.
 
-    manifest: path (read with read_manifest) or a DataFrame as read_manifest returns it.
+    manifest: ``--data`` (a manifest, a prepared dataset or its manifest.csv; resolved by
+        medcl.data.sources.open_source) or a DataFrame as read_manifest returns it.
     genotypes: PLINK prefix or Genotypes; prs, burden: table paths or DataFrames.
     snps: a SnpSelection for the PLINK read; counted_allele: "a1" (PLINK default) or "a2".
     modalities: which of "snp", "prs", "burden" to load ("image" is accepted and implied).
@@ -125,7 +126,8 @@ def load_cohort(manifest, *, genotypes=None, prs=None, burden=None, snps=None, c
         ``split`` column.
     stats: {modality: stats dict saved earlier} to apply instead of fitting on this cohort's
         training people (embedding or evaluating with a trained model's statistics).
-    check_files: passed to read_manifest (report every missing image file up front).
+    check_files: passed to read_manifest (report every missing image file up front; a
+        prepared dataset holds its images' bytes, so it is never checked).
     log_summary: log the counts (``Cohort.describe()``) once at INFO on the "medcl" logger;
         pass False on all ranks but the first.
     """
@@ -133,9 +135,13 @@ def load_cohort(manifest, *, genotypes=None, prs=None, burden=None, snps=None, c
         raise ConfigError(f"aggregate={aggregate!r} is not supported", fix="use 'outer' or 'inner'")
     if counted_allele not in ("a1", "a2"):
         raise ConfigError(f"counted_allele must be 'a1' or 'a2', not {counted_allele!r}")
+    source, root, reader = None, None, None
+    if not isinstance(manifest, pd.DataFrame):  # a missing --data is named before anything else
+        from medcl.data.sources import open_source
+        path, reader = open_source(manifest)
+        source = Path(path)
     wanted = _modalities(modalities, {"snp": genotypes, "prs": prs, "burden": burden})
     stats = dict(stats or {})
-    source, root = None, None
     if isinstance(manifest, pd.DataFrame):
         frame = manifest.reset_index(drop=True).copy()
         missing = [c for c in KEYS + ["path"] if c not in frame.columns]
@@ -143,8 +149,7 @@ def load_cohort(manifest, *, genotypes=None, prs=None, burden=None, snps=None, c
             raise TableError(f"manifest frame lacks column(s) {', '.join(missing)}",
                              fix="read it with medcl.io.read_manifest")
     else:
-        source = Path(os.fspath(manifest))
-        frame = read_manifest(source, check_files=check_files)
+        frame = read_manifest(source, check_files=check_files and not reader.prepared)
         root = source.resolve().parent
     for key in KEYS:
         if not all(isinstance(v, str) for v in frame[key]):
@@ -185,7 +190,8 @@ def load_cohort(manifest, *, genotypes=None, prs=None, burden=None, snps=None, c
     images = images.sort_values("manifest_row", kind="stable").reset_index(drop=True)
     images["split"] = images.pop("_split")
     cohort = Cohort(people=people, images=images, genetics=genetics, root=root, counted_allele=counted_allele,
-                    aggregate=aggregate, dropped_people=dropped)
+                    aggregate=aggregate, dropped_people=dropped,
+                    source=reader if reader is not None and reader.prepared else None)
     if log_summary:
         log.info(cohort.describe())
     return cohort

@@ -12,9 +12,6 @@ set, with ``collate_raw``). An image that cannot be read comes back as a
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import torch
@@ -23,7 +20,7 @@ from torch.utils.data import Dataset
 from medcl.data.augment import AugmentConfig, resize_views, sample_views
 from medcl.data.bad_samples import Skipped, display_path, reason_of
 from medcl.data.render import Request, render_item, stack_items
-from medcl.data.sources import FileSource
+from medcl.data.sources import FileSource, frame_numbers
 from medcl.data.cohort import Cohort
 from medcl.data.sampler import Loader, ResumableBatchSampler, make_loader, mix_seed
 from medcl.errors import ConfigError, DicomError
@@ -50,10 +47,11 @@ def load_image(path: str, root, index: int, epoch: int):
         return Skipped(index=int(index), path=display_path(path, root), reason=reason_of(exc), epoch=int(epoch))
 
 
-def load_raw(source, path: str, root, index: int, epoch: int):
-    """One raw frame (its undecoded bytes and descriptor) from ``source``, or a Skipped marker."""
+def load_raw(source, path: str, root, index: int, epoch: int, frame: int | None = None):
+    """One raw frame (its undecoded bytes and descriptor) from ``source``, or a Skipped marker.
+    frame: the manifest's frame number (None: the file's only frame)."""
     try:
-        return source.read(path)
+        return source.read(path, frame)
     except MemoryError:
         raise
     except Exception as exc:  # the reason never quotes header values (see reason_of)
@@ -124,9 +122,10 @@ class ContigDataset(RecipeDataset):
         self.rows = cohort.images_in(split)  # (K,) image rows of the split
         self.paths = cohort.images[path_column].to_numpy(dtype=object)  # (N_images,)
         self.person = cohort.images["person"].to_numpy(dtype=np.int64)  # (N_images,)
+        self.frames = frame_numbers(cohort.images, path_column)  # (N_images,) int or None
         self.values = {m: cohort.genetics[m].values for m in mods}  # {m: (N_people, D_m)}
         self.present = {m: cohort.genetics[m].present for m in mods}  # {m: (N_people,)}
-        self.root, self.source = cohort.root, source or FileSource()
+        self.root, self.source = cohort.root, source or cohort.source or FileSource()
         self.split, self.image_size, self.augment, self.seed = split, int(image_size), augment, int(seed)
         self.epoch = 0
 
@@ -140,7 +139,7 @@ class ContigDataset(RecipeDataset):
     def recipe(self, key):
         epoch, i = _key(key, self.epoch)
         row = int(self.rows[i])
-        raw = load_raw(self.source, self.paths[row], self.root, row, epoch)
+        raw = load_raw(self.source, self.paths[row], self.root, row, epoch, self.frames[row])
         if isinstance(raw, Skipped):
             return raw
         p = int(self.person[row])
@@ -154,7 +153,8 @@ class ContigDataset(RecipeDataset):
 class ImageDataset(RecipeDataset):
     """Images for embedding and fine-tuning: eval-transformed, or augmented views for training.
 
-    source: a Cohort, a manifest DataFrame (as read_manifest returns), or a manifest path.
+    source: a Cohort, a manifest DataFrame (as read_manifest returns), or ``--data`` (a manifest,
+        a prepared dataset or its manifest.csv; medcl.data.sources.read_data).
     Item: {"image": (1, S, S) float32, "index": row in ``self.frame``} (+ "person" for a Cohort).
     split: keep only the images of that split (needs a split column).
     augment: an AugmentConfig to draw a view from the full-resolution image, seeded by (seed,
@@ -166,13 +166,13 @@ class ImageDataset(RecipeDataset):
                  augment: AugmentConfig | None = None, seed: int = 0, frames=None):
         root = None
         if isinstance(source, Cohort):
-            frame, root = source.images, source.root
+            frame, root, frames = source.images, source.root, frames or source.source
         elif isinstance(source, pd.DataFrame):
             frame = source.reset_index(drop=True)
         else:
-            from medcl.io.tables import read_manifest
-            frame = read_manifest(source)
-            root = Path(os.fspath(source)).resolve().parent
+            from medcl.data.sources import read_data
+            frame, read_from, root = read_data(source)
+            frames = frames or read_from
         if split is not None:
             if "split" not in frame.columns:
                 raise ConfigError(f"split={split!r} asked for, but the manifest has no split column")
@@ -183,6 +183,7 @@ class ImageDataset(RecipeDataset):
         self.augment, self.seed, self.source = augment, int(seed), frames or FileSource()
         self.paths = frame[path_column].to_numpy(dtype=object)
         self.person = frame["person"].to_numpy(dtype=np.int64) if "person" in frame.columns else None
+        self.frames = frame_numbers(frame, path_column)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -190,7 +191,7 @@ class ImageDataset(RecipeDataset):
     def recipe(self, key):
         epoch, i = _key(key, 0)
         row = int(self.rows[i])
-        raw = load_raw(self.source, self.paths[row], self.root, row, epoch)
+        raw = load_raw(self.source, self.paths[row], self.root, row, epoch, self.frames[row])
         if isinstance(raw, Skipped):
             return raw
         item = {"raws": [raw], "info": [_frame_info(row, self.paths[row], self.root, epoch)],

@@ -26,7 +26,7 @@ from medcl.data.bad_samples import Skipped
 from medcl.data.cohort import Cohort
 from medcl.data.datasets import RecipeDataset, _frame_info, _key, load_raw
 from medcl.data.render import Request
-from medcl.data.sources import FileSource
+from medcl.data.sources import FileSource, frame_numbers
 from medcl.data.sampler import mix_seed
 from medcl.errors import ConfigError
 
@@ -132,8 +132,9 @@ class PuzzleDataset(RecipeDataset):
         self.rows = cohort.images_in(split)                                # (K,) image rows of the split
         self.paths = {c: cohort.images[c].to_numpy(dtype=object) for c in columns}  # {c: (N_images,)}
         self.person = cohort.images["person"].to_numpy(dtype=np.int64)    # (N_images,)
+        self.frames = {c: frame_numbers(cohort.images, c) for c in columns}  # {c: (N_images,) int or None}
         self.root, self.split, self.columns = cohort.root, split, columns
-        self.source = source or FileSource()
+        self.source = source or cohort.source or FileSource()
         self.grid, self.image_size, self.augment, self.seed = grid, int(image_size), augment, int(seed)
         self.margin, self.cell, self.tile = margin, cell, tile
         self.epoch = 0
@@ -159,7 +160,7 @@ class PuzzleDataset(RecipeDataset):
         row = int(self.rows[i])
         raws = []
         for c in self.columns:
-            raw = load_raw(self.source, self.paths[c][row], self.root, row, epoch)
+            raw = load_raw(self.source, self.paths[c][row], self.root, row, epoch, self.frames[c][row])
             if isinstance(raw, Skipped):
                 return raw
             raws.append(raw)

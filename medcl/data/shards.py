@@ -173,14 +173,14 @@ class ShardSource:
         return Lut(data=data.astype(np.uint32), first_mapped=int(cols[f"{prefix}_first"][i]),
                    bits=int(cols[f"{prefix}_bits"][i]))
 
-    def read(self, path, frame: int = 0):
-        """The RawImage of ``frame`` of ``path``, reading only that record's bytes."""
+    def read(self, path, frame: int | None = None):
+        """The RawImage of ``frame`` of ``path`` (None: a single-frame file's frame), reading only
+        that record's bytes."""
+        from medcl.data.sources import check_frame
         from medcl.io.pixels import RawImage
 
         start, count = self._locate(path)
-        if not 0 <= frame < count:
-            raise DicomError(f"has {count} frame(s); frame {frame} does not exist", path=os.fspath(path))
-        cols, i = self._index[0], start + frame
+        cols, i = self._index[0], start + check_frame(count, frame, os.fspath(path))
         shard = int(cols["shard"][i])
         function = str(cols["window_function"][i])
         window = None if function == "minmax" else (float(cols["window_center"][i]),

@@ -1,51 +1,112 @@
-"""Where a dataset's raw frames come from: the image files themselves, or a prepared dataset.
+"""What ``--data`` names, and where its raw frames come from.
 
-    source = open_source("DATASET")           # a `medcl prepare` output: bytes read from shards
-    source = open_source("cohort/manifest.csv")  # plain files: DICOM headers parsed, pixels not decoded
-    raw = source.read(path)                   # one RawImage (its undecoded pixel bytes + descriptor)
+    manifest, source = open_source("DATASET")         # a `medcl prepare` output: bytes read from shards
+    manifest, source = open_source("DATASET/manifest.csv")   # the same
+    manifest, source = open_source("cohort/manifest.csv")    # plain files: headers parsed, pixels not decoded
+    table, source, root = read_data(data)             # its rows (read_manifest), source, manifest folder
+    raw = source.read(path, frame)                    # one RawImage (undecoded pixel bytes + descriptor)
 
-Both return :class:`medcl.io.pixels.RawImage`; decoding happens later, in batches
-(:mod:`medcl.data.render`). PNG and JPEG pictures (fundus photographs) are read with Pillow as
-8- or 16-bit grayscale frames whose window maps the full range onto [0, 1], so they share the
-decode and augment ops.
+``open_source`` is the one resolver of ``--data`` for every command that reads images (pretrain,
+preview, embed, finetune, and load_cohort): a manifest (.csv/.tsv/.parquet), a prepared dataset
+folder or that dataset's manifest.csv. Anything else is a ManifestError naming the path and the
+fix, raised before any other input is looked at.
+
+Frames: each frame of a multi-frame file is one image. A manifest row picks its frame with the
+``frame`` column (0-based; ``<name>_frame`` for a ``<name>_path`` column); ``medcl manifest`` and
+``medcl prepare`` write one row per frame. A row without a frame number reads a single-frame
+file; for a multi-frame file it is an error (DicomError, so a dataset skips and logs that row),
+on every route alike.
+
+PNG and JPEG pictures (fundus photographs) are read with Pillow as 8- or 16-bit grayscale frames
+whose window maps the full range onto [0, 1], so they share the decode and augment ops.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from medcl.errors import DicomError
+import numpy as np
+
+from medcl.errors import DicomError, ManifestError
 
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+MANIFEST_SUFFIXES = (".csv", ".tsv", ".txt", ".tab", ".parquet", ".pq")
+MAKE_ONE = ("pass a manifest (FID,IID,path; .csv, .tsv or .parquet), a prepared dataset folder or its "
+            "manifest.csv; from a folder of DICOM files make one with `medcl manifest FOLDER --out "
+            "manifest.csv` or `medcl prepare FOLDER --out DATASET`")
+
+
+def check_frame(count: int, frame, path) -> int:
+    """The frame to read of a file with ``count`` frames: ``frame``, or for None the only one
+    (a DicomError for a multi-frame file, or a frame that does not exist)."""
+    if frame is None:
+        if count != 1:
+            raise DicomError(f"has {count} frames and its manifest row names none", path=path,
+                             fix=f"add a frame column (0 to {count - 1}), one row per frame; "
+                                 "medcl manifest and medcl prepare write it")
+        return 0
+    if not 0 <= int(frame) < count:
+        raise DicomError(f"has {count} frame(s); frame {int(frame)} does not exist", path=path,
+                         fix="frame numbers start at 0")
+    return int(frame)
 
 
 class FileSource:
-    """Raw frames read from the image files a manifest lists (one frame per file)."""
+    """Raw frames read from the image files a manifest lists."""
 
     prepared = False
 
-    def read(self, path):
+    def read_all(self, path) -> list:
+        """Every frame of ``path`` (a picture has one)."""
         if str(path).lower().endswith(PICTURE_SUFFIXES):
             from medcl.io.picture import picture_raw
-            return picture_raw(path)
+            return [picture_raw(path)]
         from medcl.io.pixels import read_raw
-        frames = read_raw(path)
-        if len(frames) != 1:
-            raise DicomError(f"has {len(frames)} frames; one image per file is expected", path=path,
-                             fix="list single-frame images in the manifest")
-        return frames[0]
+        return read_raw(path)
+
+    def read(self, path, frame: int | None = None):
+        """The RawImage of ``frame`` of ``path`` (None: a single-frame file's frame)."""
+        frames = self.read_all(path)
+        return frames[check_frame(len(frames), frame, path)]
+
+
+def frame_numbers(table, path_column: str = "path") -> np.ndarray:
+    """(N,) object array: each row's frame number of ``path_column`` (int), or None where the
+    manifest names none (no column, or an empty cell)."""
+    from medcl.io.tables import frame_column
+
+    col = frame_column(path_column)
+    if col not in table.columns:
+        return np.full(len(table), None, dtype=object)
+    return np.asarray([None if v is None or v != v else int(v) for v in table[col]], dtype=object)
 
 
 def open_source(data) -> tuple[str, object]:
     """(manifest path, source) for ``--data``: a prepared dataset (its folder or its manifest.csv)
-    reads from its shards; anything else is a manifest of image files."""
+    reads from its shards; a manifest file reads its image files. Anything else: ManifestError."""
     from medcl.data.shards import open_prepared
 
-    prepared = open_prepared(data) if data is not None else None
+    if data is None:
+        raise ManifestError("no --data given", fix=MAKE_ONE)
+    path = Path(os.path.expanduser(os.fspath(data)))
+    prepared = open_prepared(path) if path.exists() else None
     if prepared is not None:
         manifest, source = prepared
         return os.fspath(manifest), source
-    if data is not None and Path(data).is_dir():
-        raise DicomError("is a folder but not a prepared dataset (no medcl-dataset.json)", path=data,
-                         fix="pass its manifest, or run `medcl prepare` on it first")
-    return data, FileSource()
+    if not path.exists():
+        raise ManifestError("no such manifest or prepared dataset", path=path, fix=MAKE_ONE)
+    if path.is_dir():
+        raise ManifestError("is a folder but not a prepared dataset (no medcl-dataset.json)", path=path,
+                            fix=MAKE_ONE)
+    if path.suffix.lower() not in MANIFEST_SUFFIXES:
+        raise ManifestError(f"is not a manifest ({path.suffix or 'no extension'})", path=path, fix=MAKE_ONE)
+    return os.fspath(path), FileSource()
+
+
+def read_data(data) -> tuple:
+    """(manifest rows as read_manifest returns them, source, the manifest's folder) for ``--data``;
+    the image files a plain manifest lists must exist (a prepared dataset holds their bytes)."""
+    from medcl.io.tables import read_manifest
+
+    manifest, source = open_source(data)
+    return read_manifest(manifest, check_files=not source.prepared), source, Path(manifest).resolve().parent

@@ -27,7 +27,7 @@ import torch
 from medcl.data.augment import AugmentConfig
 from medcl.data.bad_samples import Skipped
 from medcl.data.cohort import Cohort
-from medcl.data.sources import FileSource
+from medcl.data.sources import FileSource, frame_numbers
 from medcl.data.datasets import RecipeDataset, _frame_info, _key, load_raw, view_params
 from medcl.data.render import Request
 from medcl.data.sampler import mix_seed
@@ -79,9 +79,10 @@ class ViewsDataset(RecipeDataset):
         self.rows = cohort.images_in(split)                                    # (K,)
         self.paths = cohort.images[path_column].to_numpy(dtype=object)
         self.person = cohort.images["person"].to_numpy(dtype=np.int64)
+        self.frames = frame_numbers(cohort.images, path_column)                # (N_images,) int or None
         self.partners = partners(cohort, self.rows) if pairs != "views" else {}
         self.root, self.pairs, self.image_size, self.seed = cohort.root, pairs, int(image_size), int(seed)
-        self.source = source or FileSource()
+        self.source = source or cohort.source or FileSource()
         self.augment = augment if augment is not None else AugmentConfig()
         self.small_crops = int(small_crops)
         self.small_size = int(small_size or small_crop_size(image_size))
@@ -111,11 +112,11 @@ class ViewsDataset(RecipeDataset):
         partner = row
         if len(others):
             partner = int(others[int(torch.randint(len(others), (), generator=g))])
-        raws = [load_raw(self.source, self.paths[row], self.root, row, epoch)]
+        raws = [load_raw(self.source, self.paths[row], self.root, row, epoch, self.frames[row])]
         if isinstance(raws[0], Skipped):
             return raws[0]
         if partner != row:
-            other = load_raw(self.source, self.paths[partner], self.root, partner, epoch)
+            other = load_raw(self.source, self.paths[partner], self.root, partner, epoch, self.frames[partner])
             if isinstance(other, Skipped):                                  # the anchor still trains, as views
                 partner = row
             else:

@@ -4,9 +4,11 @@ Both readers return a pandas DataFrame with ``FID`` and ``IID`` as ordinary **st
 (not an index: a manifest lists one row per image, so an individual may appear many times).
 Join them with :func:`join_on_ids`, which matches on (FID, IID) and never on row order.
 
-Manifest: ``FID,IID,path[,view,split]`` plus any extra columns, as .csv/.tsv or .parquet.
+Manifest: ``FID,IID,path[,frame,view,split]`` plus any extra columns, as .csv/.tsv or .parquet.
 Path columns (``path`` and any column ending in ``_path``, unless named) are resolved
-relative to the manifest's folder; missing files are reported together.
+relative to the manifest's folder; missing files are reported together. ``frame`` (and
+``X_frame`` for ``X_path``) picks one frame of a multi-frame file (0-based; empty: the file's
+only frame).
 
 Tables: .csv, .tsv, .txt (delimiter sniffed: tab, comma, else whitespace), columns FID, IID
 (``fid``/``iid``/``#FID`` accepted) and any number of numeric columns; empty cells and
@@ -114,6 +116,43 @@ def _default_path_columns(columns: Sequence[str]) -> list[str]:
     return ["path"] + [c for c in columns if c.endswith("_path") and c != "path"]
 
 
+def frame_column(path_column: str) -> str:
+    """The column of a path column's frame numbers: frame for path, X_frame for X_path (or X)."""
+    if path_column == "path":
+        return "frame"
+    return f"{path_column[:-len('_path')] if path_column.endswith('_path') else path_column}_frame"
+
+
+def _frame_columns(path_columns: Sequence[str]) -> list[str]:
+    return [frame_column(c) for c in path_columns]
+
+
+def _frame_number(v):
+    """A frame cell as an int >= 0, None when empty; ValueError otherwise."""
+    if v is None or pd.isna(v) or str(v).strip() == "":
+        return None
+    f = float(str(v).strip())
+    if f != int(f) or f < 0:
+        raise ValueError(v)
+    return int(f)
+
+
+def _check_frames(df: pd.DataFrame, columns: Sequence[str], path: Path) -> None:
+    """Frame columns as ints (None: empty); anything but a whole number >= 0 is an error."""
+    for col in columns:
+        if col not in df.columns:
+            continue
+        values = []
+        for i, v in enumerate(df[col]):
+            try:
+                values.append(_frame_number(v))
+            except (TypeError, ValueError):
+                raise ManifestError(f"column {col} holds {str(v)[:20]!r} on data line {i + 2}, not a frame number",
+                                    path=path, fix="frame numbers are whole numbers from 0; leave the cell "
+                                                   "empty for a single-frame file") from None
+        df[col] = pd.Series(values, index=df.index, dtype=object)
+
+
 def _read_frame(path: Path, path_columns: Sequence[str] | None) -> pd.DataFrame:
     ext = path.suffix.lower()
     if ext in (".parquet", ".pq"):
@@ -126,7 +165,7 @@ def _read_frame(path: Path, path_columns: Sequence[str] | None) -> pd.DataFrame:
     if ext in (".csv", ".tsv", ".txt", ".tab"):
         def text_columns(header):
             paths = _default_path_columns(header) if path_columns is None else list(path_columns)
-            return [c for c in KEYS + ["view", "split"] + paths if c in header]
+            return [c for c in KEYS + ["view", "split"] + paths + _frame_columns(paths) if c in header]
         return _read_text(path, ManifestError, text_columns)
     raise ManifestError(f"unknown manifest type {ext or '(no extension)'}", path=path,
                         fix="use .csv, .tsv or .parquet")
@@ -142,17 +181,20 @@ def _resolve(values: pd.Series, base: Path) -> pd.Series:
 
 
 def read_manifest(path, *, path_columns: Sequence[str] | None = None, check_files: bool = True) -> pd.DataFrame:
-    """Read an image manifest: one row per image, ``FID,IID,path[,view,split]`` plus extra columns.
+    """Read an image manifest: one row per image, ``FID,IID,path[,frame,view,split]`` plus extra columns.
 
     path_columns: columns holding file paths; default ``path`` plus every column ending in
         ``_path``. ``path`` must be filled in every row; other path columns may be empty (NaN).
     check_files: report every path that is not an existing file, together, in one ManifestError.
-    Returns the rows in file order with FID/IID (and view/split) as strings and path columns
-    as absolute, normalised paths (relative ones are taken from the manifest's folder).
+    Returns the rows in file order with FID/IID (and view/split) as strings, frame columns as
+    ints (None where empty) and path columns as absolute, normalised paths (relative ones are
+    taken from the manifest's folder).
     """
     path = Path(os.fspath(path))
     if not path.is_file():
-        raise ManifestError("manifest not found", path=path, fix="check the --manifest path")
+        raise ManifestError("no such manifest" if not path.exists() else "is not a file", path=path,
+                            fix="pass a manifest (FID,IID,path; .csv, .tsv or .parquet); `medcl manifest FOLDER "
+                                "--out manifest.csv` writes one for a folder of DICOM files")
     df = _read_frame(path, path_columns)
     columns = [str(c) for c in df.columns]
     df.columns = columns
@@ -170,6 +212,7 @@ def read_manifest(path, *, path_columns: Sequence[str] | None = None, check_file
         if col in df.columns:
             df[col] = df[col].map(lambda v: v if pd.isna(v) else str(v).strip()).astype(object)
     _check_split(df, path, ManifestError)
+    _check_frames(df, _frame_columns(path_columns), path)
     base = path.resolve().parent
     for col in path_columns:
         df[col] = _resolve(df[col], base)
