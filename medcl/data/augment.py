@@ -6,11 +6,14 @@ fused ``medcl.ops.augment`` op (C++ on CPU, CUDA on GPU).
     view = augment(image, AugmentConfig(), size=224, generator=g)    # one view, (1, 224, 224) in [0, 1]
     plain = eval_transform(image, size=224)                           # resize only
 
-A view: random resized crop (area scale, aspect ratio; its position is the translation) →
-rotation about the view's centre → optional horizontal flip, composed into one affine map from
-output to input pixels and sampled with antialiasing → brightness/contrast (about 0.5) and
-gamma → Gaussian noise (seeded per view) → clamp to [0, 1]. Parameters are drawn first
-(:func:`sample_params`, :func:`sample_views`) and applied after, so identity parameters give
+A view: random resized crop (area scale, aspect ratio in pixels; its position is the
+translation) → rotation about the view's centre → optional horizontal flip, composed into one
+affine map from output to input pixels and sampled with antialiasing → brightness/contrast
+(about 0.5) and gamma → Gaussian noise (seeded per view) → clamp to [0, 1]. Crops are drawn
+from the image, or with ``fit="pad"`` from the image letterboxed into a square; the resize-only
+view fits a non-square image by padding, cropping or squashing it (``fit``, see
+:mod:`medcl.data.fit`). Parameters are drawn first (:func:`sample_params`,
+:func:`sample_views`) and applied after, so :meth:`AugmentParams.fitted` parameters give
 exactly the resized image. Every random number comes from the generator passed in; nothing
 touches the global RNG.
 """
@@ -20,6 +23,8 @@ import math
 from dataclasses import dataclass
 
 import torch
+
+from medcl.data.fit import DEFAULT_FIT, crop_frame, fit_box
 
 
 @dataclass
@@ -42,10 +47,10 @@ class AugmentConfig:
 class AugmentParams:
     """The drawn parameters of one view."""
 
-    top: int  # crop box in input pixels
-    left: int
-    height: int
-    width: int
+    top: float  # crop box in input pixels (with fit="pad" it may reach past the image: zeros there)
+    left: float
+    height: float
+    width: float
     angle: float = 0.0  # degrees, counter-clockwise
     flip: bool = False
     brightness: float = 0.0  # additive
@@ -56,6 +61,12 @@ class AugmentParams:
     @classmethod
     def identity(cls, height: int, width: int) -> "AugmentParams":
         return cls(top=0, left=0, height=height, width=width)
+
+    @classmethod
+    def fitted(cls, height: int, width: int, fit: str = DEFAULT_FIT) -> "AugmentParams":
+        """The whole image fitted to a square output (medcl.data.fit.fit_box)."""
+        top, left, h, w = fit_box(height, width, fit)
+        return cls(top=top, left=left, height=h, width=w)
 
 
 # AugmentConfig fields the CLI exposes (medcl pretrain / medcl preview: --crop-scale, --rotation, ...).
@@ -113,13 +124,17 @@ def _crop_box(cfg: AugmentConfig, h: int, w: int, g: torch.Generator) -> tuple:
     return (h - ch) // 2, (w - cw) // 2, ch, cw
 
 
-def sample_params(cfg: AugmentConfig, height: int, width: int, generator: torch.Generator) -> AugmentParams:
-    """Draw one view's parameters for an input of ``height`` x ``width`` pixels."""
+def sample_params(cfg: AugmentConfig, height: int, width: int, generator: torch.Generator,
+                  fit: str = DEFAULT_FIT) -> AugmentParams:
+    """Draw one view's parameters for an input of ``height`` x ``width`` pixels; the crop box
+    comes from :func:`medcl.data.fit.crop_frame` (``fit``), its aspect ratio in pixels drawn
+    from ``cfg.crop_ratio`` (the view is stretched by that ratio only)."""
     if not cfg.enabled:
-        return AugmentParams.identity(height, width)
+        return AugmentParams.fitted(height, width, fit)
     g = generator
-    top, left, ch, cw = _crop_box(cfg, height, width, g)
-    p = AugmentParams(top=top, left=left, height=ch, width=cw)
+    frame_top, frame_left, fh, fw = crop_frame(height, width, fit)
+    top, left, ch, cw = _crop_box(cfg, fh, fw, g)
+    p = AugmentParams(top=frame_top + top, left=frame_left + left, height=ch, width=cw)
     p.angle = _uniform(g, -cfg.rotation, cfg.rotation) if cfg.rotation > 0 else 0.0
     p.flip = bool(cfg.hflip > 0 and _uniform(g, 0.0, 1.0) < cfg.hflip)
     if cfg.jitter_p > 0 and _uniform(g, 0.0, 1.0) < cfg.jitter_p:
@@ -146,10 +161,11 @@ def _op_view(x: torch.Tensor, row: list, size: int) -> torch.Tensor:
     return augment_op(x.contiguous(), params, out_size=size, views=1, dtype=torch.float32)[:, 0]
 
 
-def resize(x: torch.Tensor, size: int) -> torch.Tensor:
-    """(C, H, W) -> (C, size, size), antialiased (the augment op's box pyramid + bilinear taps)."""
+def resize(x: torch.Tensor, size: int, fit: str = DEFAULT_FIT) -> torch.Tensor:
+    """(C, H, W) -> (C, size, size), antialiased (the augment op's box pyramid + bilinear taps),
+    a non-square image fitted as ``fit`` says (medcl.data.fit)."""
     x = _as_chw(x)
-    return _op_view(x, view_row(AugmentParams.identity(*x.shape[-2:]), size), size)
+    return _op_view(x, view_row(AugmentParams.fitted(*x.shape[-2:], fit), size), size)
 
 
 def apply_params(x: torch.Tensor, p: AugmentParams, size: int, generator: torch.Generator | None = None
@@ -165,17 +181,19 @@ def apply_params(x: torch.Tensor, p: AugmentParams, size: int, generator: torch.
     return _op_view(_as_chw(x), view_row(p, size, seed), size)
 
 
-def augment(x: torch.Tensor, cfg: AugmentConfig | None, size: int, generator: torch.Generator) -> torch.Tensor:
+def augment(x: torch.Tensor, cfg: AugmentConfig | None, size: int, generator: torch.Generator,
+            fit: str = DEFAULT_FIT) -> torch.Tensor:
     """One random view: (H, W) or (C, H, W) in [0, 1] -> (C, size, size) in [0, 1]."""
     if cfg is None or not cfg.enabled:
-        return eval_transform(x, size)
+        return eval_transform(x, size, fit)
     h, w = _as_chw(x).shape[-2:]
-    return apply_params(x, sample_params(cfg, h, w, generator), size, generator)
+    return apply_params(x, sample_params(cfg, h, w, generator, fit), size, generator)
 
 
-def eval_transform(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize only: (H, W) or (C, H, W) -> (C, size, size), clamped to [0, 1]."""
-    return resize(x, size)
+def eval_transform(x: torch.Tensor, size: int, fit: str = DEFAULT_FIT) -> torch.Tensor:
+    """Resize only: (H, W) or (C, H, W) -> (C, size, size), clamped to [0, 1]; a non-square
+    image padded, cropped or squashed as ``fit`` says (medcl.data.fit)."""
+    return resize(x, size, fit)
 
 
 # --- parameters of medcl.ops.augment --------------------------------------------------------
@@ -205,20 +223,21 @@ def view_row(p: AugmentParams, size: int, seed: int = 0, pivot: float = 0.5) -> 
 
 
 def sample_views(cfg: AugmentConfig, sizes: torch.Tensor, out_size: int, views: int,
-                 generator: torch.Generator) -> torch.Tensor:
+                 generator: torch.Generator, fit: str = DEFAULT_FIT) -> torch.Tensor:
     """(B, views, 13) float64 op parameters of random views of images of ``sizes`` (B, 2) (rows,
     cols), drawn from ``generator`` image by image, view by view (the draws of
     :func:`sample_params`, then the noise seed)."""
     rows = []
     for h, w in sizes.tolist():
         for _ in range(views):
-            p = sample_params(cfg, int(h), int(w), generator)
+            p = sample_params(cfg, int(h), int(w), generator, fit)
             seed = int(torch.randint(0, _SEED_RANGE, (), generator=generator)) if p.noise > 0 else 0
             rows.append(view_row(p, out_size, seed))
     return torch.tensor(rows, dtype=torch.float64).view(len(sizes), views, 13)
 
 
-def resize_views(sizes: torch.Tensor, out_size: int) -> torch.Tensor:
-    """(B, 1, 13) float64: the eval transform, each whole image resized to ``out_size`` square."""
-    rows = [view_row(AugmentParams.identity(int(h), int(w)), out_size) for h, w in sizes.tolist()]
+def resize_views(sizes: torch.Tensor, out_size: int, fit: str = DEFAULT_FIT) -> torch.Tensor:
+    """(B, 1, 13) float64: the eval transform, each whole image fitted to ``out_size`` square
+    (``fit``: pad, crop or squash a non-square image; medcl.data.fit)."""
+    rows = [view_row(AugmentParams.fitted(int(h), int(w), fit), out_size) for h, w in sizes.tolist()]
     return torch.tensor(rows, dtype=torch.float64).view(len(rows), 1, 13)

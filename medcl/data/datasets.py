@@ -22,6 +22,7 @@ from medcl.data.bad_samples import Skipped, display_path, reason_of
 from medcl.data.render import Request, render_item, stack_items
 from medcl.data.sources import FileSource, frame_numbers
 from medcl.data.cohort import Cohort
+from medcl.data.fit import DEFAULT_FIT, check_fit
 from medcl.data.sampler import Loader, ResumableBatchSampler, make_loader, mix_seed
 from medcl.errors import ConfigError, DicomError
 
@@ -58,19 +59,22 @@ def load_raw(source, path: str, root, index: int, epoch: int, frame: int | None 
         return Skipped(index=int(index), path=display_path(path, root), reason=reason_of(exc), epoch=int(epoch))
 
 
-def view_params(cfg: AugmentConfig | None, raws: list, size: int, views: int, g: torch.Generator) -> torch.Tensor:
+def view_params(cfg: AugmentConfig | None, raws: list, size: int, views: int, g: torch.Generator,
+                fit: str = DEFAULT_FIT) -> torch.Tensor:
     """(len(raws), views, 13) augment parameters: random views drawn from ``g``, or the eval
-    transform (resize only) when ``cfg`` is None or disabled."""
+    transform (resize only) when ``cfg`` is None or disabled; ``fit``: how a non-square image
+    fills the square (medcl.data.fit)."""
     sizes = torch.tensor([[r.rows, r.columns] for r in raws], dtype=torch.int64).view(-1, 2)
     if cfg is None or not cfg.enabled:
-        return resize_views(sizes, size).expand(-1, views, -1).contiguous()
-    return sample_views(cfg, sizes, size, views, g)
+        return resize_views(sizes, size, fit).expand(-1, views, -1).contiguous()
+    return sample_views(cfg, sizes, size, views, g, fit)
 
 
-def view_request(cfg: AugmentConfig | None, raw, size: int, seed: int, epoch: int, row: int) -> Request:
+def view_request(cfg: AugmentConfig | None, raw, size: int, seed: int, epoch: int, row: int,
+                 fit: str = DEFAULT_FIT) -> Request:
     """The one view of an image row, seeded by (seed, epoch, row) — the same for every dataset."""
     g = torch.Generator().manual_seed(mix_seed(seed, epoch, row))
-    return Request(slots=[0], params=view_params(cfg, [raw], size, 1, g), size=size, squeeze=True)
+    return Request(slots=[0], params=view_params(cfg, [raw], size, 1, g, fit), size=size, squeeze=True, fit=fit)
 
 
 class RecipeDataset(Dataset):
@@ -107,11 +111,12 @@ class ContigDataset(RecipeDataset):
     augment: None or AugmentConfig(enabled=False) gives the eval transform (resize only).
     modalities: which of the cohort's genetic modalities to return (default all).
     source: where frames are read from (medcl.data.sources; default the image files).
+    fit: how a non-square image fills the square (pad, crop, squash; medcl.data.fit).
     """
 
     def __init__(self, cohort: Cohort, split: str | None = "train", *, image_size: int = 128,
                  augment: AugmentConfig | None = None, seed: int = 0, modalities=None, path_column: str = "path",
-                 source=None):
+                 source=None, fit: str = DEFAULT_FIT):
         if image_size < 1:
             raise ConfigError(f"image_size={image_size} must be positive")
         mods = list(cohort.genetics) if modalities is None else list(modalities)
@@ -127,7 +132,7 @@ class ContigDataset(RecipeDataset):
         self.present = {m: cohort.genetics[m].present for m in mods}  # {m: (N_people,)}
         self.root, self.source = cohort.root, source or cohort.source or FileSource()
         self.split, self.image_size, self.augment, self.seed = split, int(image_size), augment, int(seed)
-        self.epoch = 0
+        self.fit, self.epoch = check_fit(fit), 0
 
     def set_epoch(self, epoch: int) -> None:
         """Epoch used for keys without one (plain integer indexing)."""
@@ -144,7 +149,8 @@ class ContigDataset(RecipeDataset):
             return raw
         p = int(self.person[row])
         return {"raws": [raw], "info": [_frame_info(row, self.paths[row], self.root, epoch)],
-                "requests": {"image": view_request(self.augment, raw, self.image_size, self.seed, epoch, row)},
+                "requests": {"image": view_request(self.augment, raw, self.image_size, self.seed, epoch, row,
+                                                   self.fit)},
                 "genetics": {m: torch.from_numpy(v[p]) for m, v in self.values.items()},  # float32 rows (build_table)
                 "present": {m: torch.tensor(bool(v[p])) for m, v in self.present.items()},
                 "index": row, "person": p}
@@ -160,10 +166,11 @@ class ImageDataset(RecipeDataset):
     augment: an AugmentConfig to draw a view from the full-resolution image, seeded by (seed,
         epoch, row) with the epoch of an (epoch, i) key; None: resize only.
     frames: where frames are read from (medcl.data.sources; default the image files).
+    fit: how a non-square image fills the square (pad, crop, squash; medcl.data.fit).
     """
 
     def __init__(self, source, image_size: int = 128, *, split: str | None = None, path_column: str = "path",
-                 augment: AugmentConfig | None = None, seed: int = 0, frames=None):
+                 augment: AugmentConfig | None = None, seed: int = 0, frames=None, fit: str = DEFAULT_FIT):
         root = None
         if isinstance(source, Cohort):
             frame, root, frames = source.images, source.root, frames or source.source
@@ -181,6 +188,7 @@ class ImageDataset(RecipeDataset):
             self.rows = np.arange(len(frame))
         self.frame, self.root, self.image_size = frame, root, int(image_size)
         self.augment, self.seed, self.source = augment, int(seed), frames or FileSource()
+        self.fit = check_fit(fit)
         self.paths = frame[path_column].to_numpy(dtype=object)
         self.person = frame["person"].to_numpy(dtype=np.int64) if "person" in frame.columns else None
         self.frames = frame_numbers(frame, path_column)
@@ -195,7 +203,8 @@ class ImageDataset(RecipeDataset):
         if isinstance(raw, Skipped):
             return raw
         item = {"raws": [raw], "info": [_frame_info(row, self.paths[row], self.root, epoch)],
-                "requests": {"image": view_request(self.augment, raw, self.image_size, self.seed, epoch, row)},
+                "requests": {"image": view_request(self.augment, raw, self.image_size, self.seed, epoch, row,
+                                                   self.fit)},
                 "index": row}
         if self.person is not None:
             item["person"] = int(self.person[row])

@@ -2,7 +2,8 @@
 
 Taleb et al., "Multimodal Self-Supervised Learning for Medical Image Analysis", IPMI 2021.
 Every modality of an image row (e.g. a chest radiograph and its bone-enhanced rendering) is
-resized to S × S; the central n·c × n·c square is cut into an n × n grid of cells of c = S // n
+resized to S × S (a non-square image padded, cropped or squashed as ``fit`` says,
+:mod:`medcl.data.fit`); the central n·c × n·c square is cut into an n × n grid of cells of c = S // n
 pixels; from each cell a tile of t ≈ tile_fraction · c pixels is taken at a random offset inside
 the cell (the gap and the jitter keep a network from solving the puzzle by matching the pixels
 along tile edges), from a modality drawn at random per cell; the tiles are then shuffled:
@@ -25,6 +26,7 @@ from medcl.data.augment import AugmentConfig, AugmentParams, apply_params, sampl
 from medcl.data.bad_samples import Skipped
 from medcl.data.cohort import Cohort
 from medcl.data.datasets import RecipeDataset, _frame_info, _key, load_raw
+from medcl.data.fit import DEFAULT_FIT, check_fit, fit_box
 from medcl.data.render import Request
 from medcl.data.sources import FileSource, frame_numbers
 from medcl.data.sampler import mix_seed
@@ -105,11 +107,12 @@ class PuzzleDataset(RecipeDataset):
             it is enabled; its geometric settings are ignored).
         seed: base seed of the puzzles.
         tile_fraction: tile side as a fraction of the cell side, in (0, 1] (1: no gap, no jitter).
+        fit: how a non-square image fills the S × S square (pad, crop, squash; medcl.data.fit).
     """
 
     def __init__(self, cohort: Cohort, split: str | None = "train", *, columns=("path",), grid: int = 3,
                  image_size: int = 224, augment: AugmentConfig | None = None, seed: int = 0,
-                 tile_fraction: float = 0.85, source=None):
+                 tile_fraction: float = 0.85, source=None, fit: str = DEFAULT_FIT):
         columns = (columns,) if isinstance(columns, str) else tuple(columns)
         if not columns:
             raise ConfigError("PuzzleDataset needs at least one image column", fix="e.g. columns=('path',)")
@@ -137,7 +140,7 @@ class PuzzleDataset(RecipeDataset):
         self.source = source or cohort.source or FileSource()
         self.grid, self.image_size, self.augment, self.seed = grid, int(image_size), augment, int(seed)
         self.margin, self.cell, self.tile = margin, cell, tile
-        self.epoch = 0
+        self.fit, self.epoch = check_fit(fit), 0
 
     @property
     def n_tiles(self) -> int:
@@ -173,13 +176,14 @@ class PuzzleDataset(RecipeDataset):
         params = torch.empty(M, N, 13, dtype=torch.float64)
         S = float(self.image_size)
         for m, raw in enumerate(raws):
-            sy, sx = raw.rows / S, raw.columns / S           # each modality resized to S × S, then cut
+            y0, x0, bh, bw = fit_box(raw.rows, raw.columns, self.fit)
+            sy, sx = bh / S, bw / S                          # each modality fitted to S × S, then cut
             for j, cell in enumerate(perm.tolist()):
                 top, left = origin[cell].tolist()
                 row13 = view_row(tone[j], t, seeds[j])
-                row13[:6] = [sx, 0.0, (left + 0.5) * sx - 0.5, 0.0, sy, (top + 0.5) * sy - 0.5]
+                row13[:6] = [sx, 0.0, x0 + (left + 0.5) * sx - 0.5, 0.0, sy, y0 + (top + 0.5) * sy - 0.5]
                 params[m, j] = torch.tensor(row13, dtype=torch.float64)
         pick = source[perm] * N + torch.arange(N)           # shuffled tile j from its cell's modality
         info = [_frame_info(row, self.paths[c][row], self.root, epoch) for c in self.columns]
         return {"raws": raws, "info": info, "perm": perm, "index": row, "person": int(self.person[row]),
-                "requests": {"tiles": Request(slots=list(range(M)), params=params, size=t, pick=pick)}}
+                "requests": {"tiles": Request(slots=list(range(M)), params=params, size=t, pick=pick, fit=self.fit)}}

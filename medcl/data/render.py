@@ -35,6 +35,7 @@ class Request:
     size: int            # output side S (pixels)
     pick: torch.Tensor | None = None  # (K,) int64 indices into the G·V views (None: all, in order)
     squeeze: bool = False  # one view per item: output (B, 1, S, S) instead of (B, 1, 1, S, S)
+    fit: str | None = None  # how the params fit a non-square image (medcl.data.fit; for the log line)
 
 
 def stack_items(values: list):
@@ -53,7 +54,8 @@ def collate_raw(items: list) -> dict:
     Returns the stacked plain fields plus "packed" (medcl.io.pixels.pack_raw of every frame),
     "requests" {key: {"src": (B·G,) frame index, "params": (B·G, V, 13), "pick": (B, K) | None,
     "size", "squeeze"}}, "paths" (one display path per frame, for the bad-sample log),
-    "n", "skipped", "seen".
+    "n", "skipped", "seen", and "nonsquare" {fit: count of non-square frames} (the Loader pops it
+    and says once how such images are fitted).
     """
     from medcl.io.pixels import pack_raw
 
@@ -68,6 +70,9 @@ def collate_raw(items: list) -> dict:
         raws.extend(it["raws"])
         owners.extend([k] * len(it["raws"]))
     batch["packed"] = pack_raw(raws)
+    fit = next((r.fit for r in good[0]["requests"].values() if r.fit), None)
+    if fit is not None:
+        batch["nonsquare"] = {fit: sum(int(r.rows != r.columns) for r in raws)}
     batch["owner"] = torch.tensor(owners, dtype=torch.int64)                 # (R,) item of each frame
     batch["frame_info"] = [x for it in good for x in it["info"]]             # (row, display path, epoch) per frame
     requests = {}

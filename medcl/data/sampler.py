@@ -103,6 +103,8 @@ class Loader:
 
     Batches are dicts from :func:`medcl.data.datasets.collate`; samples that could not be read
     are dropped (a batch may be short, or hold ``n == 0`` items) and passed to ``bad_log``.
+    The first non-square image gets one log line (on rank 0) saying how it is fitted
+    (medcl.data.fit.announce).
     """
 
     def __init__(self, loader: DataLoader, sampler: ResumableBatchSampler, bad_log=None):
@@ -126,6 +128,10 @@ class Loader:
             skipped, seen = batch.pop("skipped", []), batch.pop("seen", batch.get("n", 0))
             if self.bad_log is not None:
                 self.bad_log.record(skipped, seen)
+            for fit, count in batch.pop("nonsquare", {}).items():
+                if self.sampler.rank == 0 and int(torch.as_tensor(count).sum()) > 0:
+                    from medcl.data.fit import announce
+                    announce(fit)
             yield batch
 
 

@@ -15,7 +15,8 @@ An individual with a single image in the split falls back to ``views`` (``paired
 Small crops (SwAV's multi-crop) alternate between the two source images and are always
 augmented with ``small_augment``. The randomness of item i comes from a generator seeded by
 (seed, epoch, image row); ``fixed_epoch`` pins the epoch (validation sees the same views every
-time).
+time). ``fit`` says how a non-square image fills the square views (pad, crop, squash;
+:mod:`medcl.data.fit`).
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from medcl.data.bad_samples import Skipped
 from medcl.data.cohort import Cohort
 from medcl.data.sources import FileSource, frame_numbers
 from medcl.data.datasets import RecipeDataset, _frame_info, _key, load_raw, view_params
+from medcl.data.fit import DEFAULT_FIT, check_fit
 from medcl.data.render import Request
 from medcl.data.sampler import mix_seed
 from medcl.errors import ConfigError
@@ -69,7 +71,7 @@ class ViewsDataset(RecipeDataset):
     def __init__(self, cohort: Cohort, split: str | None = "train", *, pairs: str = "views",
                  image_size: int = 224, augment: AugmentConfig | None = None, small_crops: int = 0,
                  small_size: int | None = None, small_augment: AugmentConfig | None = None, seed: int = 0,
-                 fixed_epoch: int | None = None, path_column: str = "path", source=None):
+                 fixed_epoch: int | None = None, path_column: str = "path", source=None, fit: str = DEFAULT_FIT):
         if pairs not in PAIRS:
             raise ConfigError(f"unknown pair strategy {pairs!r}", fix=f"use one of {', '.join(PAIRS)}")
         if image_size < 8:
@@ -88,6 +90,7 @@ class ViewsDataset(RecipeDataset):
         self.small_size = int(small_size or small_crop_size(image_size))
         self.small_augment = small_augment or small_crop_augment(self.augment)
         self.fixed_epoch, self.epoch = fixed_epoch, 0
+        self.fit = check_fit(fit)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -130,12 +133,13 @@ class ViewsDataset(RecipeDataset):
         plain = self.pairs == "patient" and paired
         cfg = None if plain else self.augment                                # None: resize only
         sources = [raws[s] for s in slots]
-        requests = {"views": Request(slots=slots, params=view_params(cfg, sources, self.image_size, large_views, g),
-                                     size=self.image_size)}                 # (B, 2, 1, S, S)
+        requests = {"views": Request(slots=slots, size=self.image_size, fit=self.fit,    # (B, 2, 1, S, S)
+                                     params=view_params(cfg, sources, self.image_size, large_views, g, self.fit))}
         if self.small_crops:
             per = -(-self.small_crops // len(slots))
             pick = torch.tensor([(k % len(slots)) * per + k // len(slots) for k in range(self.small_crops)])
-            requests["small"] = Request(slots=slots, size=self.small_size, pick=pick,   # crops alternate sources
-                                        params=view_params(self.small_augment, sources, self.small_size, per, g))
+            requests["small"] = Request(slots=slots, size=self.small_size, pick=pick, fit=self.fit,  # alternating
+                                        params=view_params(self.small_augment, sources, self.small_size, per, g,
+                                                           self.fit))
         return {"raws": raws, "info": info, "requests": requests, "paired": torch.tensor(paired),
                 "index": row, "person": int(self.person[row])}
