@@ -8,6 +8,7 @@ ever reaches an error message, a warning or a return value.
 """
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -82,8 +83,119 @@ def _read_dataset(path: Path):
     except DicomError:
         raise
     except Exception as exc:  # pydicom raises many types on garbage; never echo their text
-        raise DicomError(f"not a readable DICOM file ({type(exc).__name__})", path=path,
-                         fix="the file is truncated or corrupt; re-export or remove it") from None
+        raise DicomError(f"not a readable DICOM file ({type(exc).__name__})", path=path, fix=_CORRUPT) from exc
+
+
+# --- header access ------------------------------------------------------------------------------
+# pydicom parses an element's value only when it is first read, so a malformed value raises
+# (ValueError, NotImplementedError for an unknown VR, struct.error, ...) long after dcmread.
+# Every element medcl reads goes through _element, which guards that one pydicom call.
+
+_CORRUPT = "the file is truncated or corrupt; re-export or remove it"
+_RLE_LOSSLESS = "1.2.840.10008.1.2.5"
+_RLE_MAX_RATIO = 64                # PackBits: a 2-byte replicate run decodes to at most 128 bytes
+MAX_DECODED_BYTES = 2**32          # native Pixel Data's 32-bit length; compressed files may not claim more
+_PHOTOMETRIC = {"MONOCHROME1", "MONOCHROME2", "PALETTE COLOR", "RGB", "HSV", "ARGB", "CMYK", "YBR_FULL", "YBR_FULL_422",
+                "YBR_PARTIAL_422", "YBR_PARTIAL_420", "YBR_ICT", "YBR_RCT", "XYB"}
+
+
+def _element(ds, keyword: str, path: Path):
+    """ds[keyword] (None when absent), its raw value parsed by pydicom; a value pydicom cannot
+    parse is a DicomError naming the element, never quoting it."""
+    if keyword not in ds:
+        return None
+    try:
+        return ds[keyword]
+    except Exception as exc:  # noqa: BLE001 - pydicom raises any type on a malformed value; only this call is guarded
+        raise DicomError(f"malformed {keyword} element ({type(exc).__name__})", path=path, fix=_CORRUPT) from exc
+
+
+def _get(ds, keyword: str, path: Path, default=None):
+    """The element's value, or ``default`` when it is absent or empty."""
+    elem = _element(ds, keyword, path)
+    value = None if elem is None else elem.value
+    return default if value is None or value == "" else value
+
+
+def _int(ds, keyword: str, path: Path, default: int | None = None) -> int:
+    value = _get(ds, keyword, path, default)
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError) as exc:  # absent, several values, text, nan/inf
+        raise DicomError(f"missing or malformed {keyword}", path=path) from exc
+
+
+def _finite(value, keyword: str, path: Path) -> float:
+    """One finite float (the first of several values: windows are multi-valued)."""
+    from pydicom.multival import MultiValue
+
+    try:
+        x = float(value[0] if isinstance(value, (MultiValue, list, tuple)) else value)
+    except (TypeError, ValueError, IndexError, OverflowError) as exc:
+        raise DicomError(f"malformed {keyword}", path=path) from exc
+    if not math.isfinite(x):
+        raise DicomError(f"{keyword} is not a finite number", path=path)
+    return x
+
+
+def _photometric(ds, path: Path) -> str:
+    return str(_get(ds, "PhotometricInterpretation", path, "MONOCHROME2")).strip().upper()
+
+
+def _transfer_syntax(ds, path: Path):
+    """The file meta's Transfer Syntax UID (pydicom UID), or None when the file has none."""
+    from pydicom.uid import UID
+
+    meta = getattr(ds, "file_meta", None)
+    value = None if meta is None else _get(meta, "TransferSyntaxUID", path)
+    if value is None:
+        return None
+    uid = UID(str(value).rstrip("\0 "))
+    if not uid.is_transfer_syntax:
+        raise DicomError("the Transfer Syntax UID is not one DICOM defines", path=path, fix=_CORRUPT)
+    return uid
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """The pixel module's size and bit layout, checked for consistency."""
+    rows: int
+    columns: int
+    frames: int
+    bits_allocated: int
+    bits_stored: int
+    high_bit: int
+    signed: bool
+
+
+def _geometry(ds, path: Path) -> Geometry:
+    rows, cols = _int(ds, "Rows", path), _int(ds, "Columns", path)
+    ba, bs = _int(ds, "BitsAllocated", path), _int(ds, "BitsStored", path)
+    hb, pr = _int(ds, "HighBit", path, bs - 1), _int(ds, "PixelRepresentation", path, 0)
+    nf = _int(ds, "NumberOfFrames", path, 1)
+    if rows < 1 or cols < 1 or nf < 0:
+        raise DicomError(f"invalid image size ({nf} frames of {rows} x {cols})", path=path)
+    if not (1 <= bs <= ba <= 64 and bs - 1 <= hb < ba and pr in (0, 1)):
+        raise DicomError(f"invalid pixel layout (Bits Allocated {ba}, Bits Stored {bs}, High Bit {hb}, "
+                         f"Pixel Representation {pr})", path=path)
+    return Geometry(rows, cols, max(nf, 1), ba, bs, hb, bool(pr))
+
+
+def _check_size(g: Geometry, n_bytes: int, tsyntax, path: Path) -> None:
+    """DicomError unless ``n_bytes`` of Pixel Data can hold the declared frames: all of them
+    uncompressed; at most 64x as much for RLE (PackBits' largest expansion); at most
+    MAX_DECODED_BYTES for other compression. Runs before anything is allocated."""
+    need = (g.rows * g.columns * g.frames * g.bits_allocated + 7) // 8
+    if tsyntax is None or not tsyntax.is_encapsulated:
+        if n_bytes < need:
+            raise DicomError(f"pixel data is truncated ({n_bytes} bytes, {g.frames} frame(s) need {need})",
+                             path=path, fix="re-export or remove the file")
+    elif tsyntax == _RLE_LOSSLESS and need > _RLE_MAX_RATIO * n_bytes:
+        raise DicomError(f"{g.frames} frame(s) of {g.rows} x {g.columns} cannot fit in {n_bytes} bytes of RLE "
+                         "pixel data", path=path, fix=_CORRUPT)
+    elif need > MAX_DECODED_BYTES:
+        raise DicomError(f"{g.frames} frame(s) of {g.rows} x {g.columns} would decode to {need} bytes, more than "
+                         f"the {MAX_DECODED_BYTES} medcl reads", path=path, fix=_CORRUPT)
 
 
 def _check_grayscale(ds, path: Path) -> None:
@@ -93,17 +205,26 @@ def _check_grayscale(ds, path: Path) -> None:
             raise DicomError("float pixel data is not supported (stored integer values are)", path=path)
         raise DicomError("has no pixel data", path=path, fix="it is not an image (e.g. a report or "
                          "structured set); remove it from the image list")
-    spp = int(ds.get("SamplesPerPixel", 1) or 1)
-    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
+    spp = _int(ds, "SamplesPerPixel", path, 1)
+    photometric = _photometric(ds, path)
     if spp != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        raise DicomError(f"not a grayscale image ({photometric}, {spp} samples per pixel)", path=path,
+        shown = photometric if photometric in _PHOTOMETRIC else "an unknown Photometric Interpretation"
+        raise DicomError(f"not a grayscale image ({shown}, {spp} samples per pixel)", path=path,
                          fix="read_image handles MONOCHROME1/MONOCHROME2 images")
+
+
+def _pixel_bytes(ds, path: Path) -> bytes:
+    data = _get(ds, "PixelData", path, b"")
+    if not isinstance(data, (bytes, bytearray)):
+        raise DicomError("malformed PixelData element", path=path, fix=_CORRUPT)
+    return data
 
 
 def _stored_pixels(ds, path: Path) -> np.ndarray:
     """Decoded stored values, (H, W) or (F, H, W), integer numpy (pydicom and its plugins)."""
     _check_grayscale(ds, path)
-    tsyntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    tsyntax = _transfer_syntax(ds, path)
+    _check_size(_geometry(ds, path), len(_pixel_bytes(ds, path)), tsyntax, path)
     if tsyntax is not None and tsyntax.is_compressed:
         from pydicom.pixels import get_decoder
         try:
@@ -114,32 +235,58 @@ def _stored_pixels(ds, path: Path) -> np.ndarray:
             raise MissingCodecError(
                 f"pixel data is compressed as {tsyntax.name} ({tsyntax}) and no decoder plugin for it "
                 "is installed", path=path, fix=_CODECS_FIX)
+    reason = "cannot decode the pixel data"
     try:
         arr = ds.pixel_array
-    except Exception as exc:  # noqa: BLE001 - truncated/corrupt pixel data in any encoding
-        raise DicomError(f"cannot decode the pixel data ({type(exc).__name__})", path=path,
-                         fix="the file is truncated or corrupt; re-export or remove it") from None
+    except Exception as exc:  # noqa: BLE001 - truncated/corrupt pixel data in any encoding; only this call
+        raise DicomError(f"{reason} ({type(exc).__name__})", path=path, fix=_CORRUPT) from exc
+    except BaseException as exc:
+        if type(exc).__name__ != "PanicException":  # Rust plugins (pylibjpeg-rle) panic on bad data
+            raise
+        raise DicomError(f"{reason} (the decoder plugin failed)", path=path, fix=_CORRUPT) from exc
     if not np.issubdtype(arr.dtype, np.integer) and arr.dtype != np.bool_:
         raise DicomError(f"pixel data decodes to {arr.dtype}, not integers", path=path)
     return arr
 
 
-def _lut(item, ds, path: Path) -> Lut:
-    """A Modality/VOI LUT Sequence item → Lut."""
+def _lut(keyword: str, ds, path: Path) -> Lut | None:
+    """The first item of a Modality/VOI LUT Sequence → Lut (None when the file has none)."""
+    seq = _get(ds, keyword, path)
+    if not seq:
+        return None
+    item = seq[0]
+    desc = _get(item, "LUTDescriptor", path)
     try:
-        n, first, bits = (int(v) for v in item.LUTDescriptor)
-    except (AttributeError, TypeError, ValueError):
-        raise DicomError("malformed LUT Descriptor in a LUT sequence", path=path) from None
+        n, first, bits = (int(v) for v in desc)
+    except (TypeError, ValueError):
+        raise DicomError(f"malformed LUT Descriptor in the {keyword}", path=path) from None
+    if not 1 <= bits <= 16:
+        raise DicomError(f"LUT Descriptor in the {keyword} gives {bits} bits (1 to 16 allowed)", path=path)
     n = n or 65536
-    elem = item["LUTData"]
+    elem = _element(item, "LUTData", path)
+    if elem is None or elem.value is None:
+        raise DicomError(f"the {keyword} has no LUT Data", path=path)
     if elem.VR == "OW" or isinstance(elem.value, (bytes, bytearray)):
         little = getattr(ds, "original_encoding", (None, True))[1] is not False
-        data = np.frombuffer(bytes(elem.value), dtype="<u2" if little else ">u2")
+        raw = bytes(elem.value)
+        data = np.frombuffer(raw[:len(raw) // 2 * 2], dtype="<u2" if little else ">u2")
     else:
         data = np.asarray(elem.value if isinstance(elem.value, (list, tuple)) else [elem.value])
-    if data.size < n:
+    if data.size < n or not np.issubdtype(data.dtype, np.integer):
         raise DicomError(f"LUT Data has {data.size} entries, the descriptor says {n}", path=path)
     return Lut(data=data[:n].astype(np.uint32), first_mapped=first, bits=bits)
+
+
+def _rescale(ds, path: Path, g: Geometry) -> tuple[float, float]:
+    """(slope, intercept): finite, and finite over every value ``g``'s bits can store; (1, 0) unless
+    the file has both."""
+    slope, intercept = _get(ds, "RescaleSlope", path), _get(ds, "RescaleIntercept", path)
+    if slope is None or intercept is None:
+        return 1.0, 0.0
+    slope, intercept = _finite(slope, "RescaleSlope", path), _finite(intercept, "RescaleIntercept", path)
+    if not math.isfinite(abs(slope) * 2.0 ** g.bits_stored + abs(intercept)):
+        raise DicomError("Rescale Slope/Intercept overflow the modality values", path=path)
+    return slope, intercept
 
 
 def _to_tensor(arr: np.ndarray) -> torch.Tensor:
@@ -200,40 +347,30 @@ def read_image(path: str | os.PathLike, *, modality_lut: bool = True, voi: bool 
         warnings.simplefilter("ignore")  # pydicom warnings can quote header values
         ds = _read_dataset(path)
         arr = _stored_pixels(ds, path)
-        mlut = _lut(ds.ModalityLUTSequence[0], ds, path) if modality_lut and ds.get("ModalityLUTSequence") else None
-        vlut = _lut(ds.VOILUTSequence[0], ds, path) if voi and ds.get("VOILUTSequence") else None
+        mlut = _lut("ModalityLUTSequence", ds, path) if modality_lut else None
+        vlut = _lut("VOILUTSequence", ds, path) if voi else None
         window = _window(ds, path) if voi and vlut is None else None
+        mono1 = _photometric(ds, path) == "MONOCHROME1"
+        slope, intercept = _rescale(ds, path, _geometry(ds, path)) if modality_lut and mlut is None else (1.0, 0.0)
     frames = _to_tensor(arr)
     if device is not None:
         frames = frames.to(device)
     single = frames.dim() == 2
     x = frames.unsqueeze(0) if single else frames                    # (F, H, W)
-    mono1 = str(ds.get("PhotometricInterpretation", "")).strip().upper() == "MONOCHROME1"
-    slope, intercept = (1.0, 0.0)
-    if modality_lut and mlut is None and ds.get("RescaleSlope") is not None and ds.get("RescaleIntercept") is not None:
-        slope, intercept = float(ds.RescaleSlope), float(ds.RescaleIntercept)
     out = apply_luts(x, slope=slope, intercept=intercept, modality_lut=mlut, voi_lut=vlut, window=window,
                      invert=invert and mono1, voi=voi)
     return out[0] if single else out
 
 
-def _first(value) -> float:
-    from pydicom.multival import MultiValue
-    return float(value[0] if isinstance(value, (MultiValue, list, tuple)) else value)
-
-
 def _window(ds, path: Path):
     """(center, width, function) of the first window in the file, or None."""
-    if ds.get("WindowCenter") is None or ds.get("WindowWidth") is None:
+    center, width = _get(ds, "WindowCenter", path), _get(ds, "WindowWidth", path)
+    if center is None or width is None:
         return None
-    try:
-        center, width = _first(ds.WindowCenter), _first(ds.WindowWidth)
-    except (TypeError, ValueError, IndexError):
-        raise DicomError("malformed Window Center/Width", path=path) from None
-    function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").strip().upper()
+    center, width = _finite(center, "WindowCenter", path), _finite(width, "WindowWidth", path)
+    function = str(_get(ds, "VOILUTFunction", path, "LINEAR")).strip().upper()
     if function not in ("LINEAR", "LINEAR_EXACT", "SIGMOID"):
-        raise DicomError(f"unknown VOI LUT Function {function!r}", path=path,
-                         fix="expected LINEAR, LINEAR_EXACT or SIGMOID")
+        raise DicomError("unknown VOI LUT Function", path=path, fix="expected LINEAR, LINEAR_EXACT or SIGMOID")
     if (function == "LINEAR" and width < 1) or width <= 0:
         raise DicomError(f"invalid Window Width {width} for {function}", path=path,
                          fix="pass voi=False, or fix the file's window")

@@ -22,13 +22,13 @@ import numpy as np
 import torch
 
 from medcl.errors import DicomError
-from medcl.io.dicom import Lut, _check_grayscale, _lut, _read_dataset, _stored_pixels, _window, apply_luts
+from medcl.io.dicom import (_CORRUPT, _RLE_LOSSLESS, Lut, _check_grayscale, _check_size, _element, _geometry, _get, _lut,
+                            _photometric, _pixel_bytes, _read_dataset, _rescale, _stored_pixels, _transfer_syntax,
+                            _window, apply_luts)
 from medcl.ops.decode_pixels import ENCODINGS, FUNCTIONS, REASONS, decode_pixels
 
 __all__ = ["ENCODINGS", "RawImage", "read_raw", "raw_from_dataset", "pack_raw", "decode_packed", "decode_raw",
            "status_reason"]
-
-_RLE_LOSSLESS = "1.2.840.10008.1.2.5"
 
 
 @dataclass
@@ -64,81 +64,57 @@ def read_raw(path: str | os.PathLike) -> list[RawImage]:
     return raw_from_dataset(ds, path)
 
 
-def _int(ds, keyword: str, path: Path, default: int | None = None) -> int:
-    value = ds.get(keyword, default)
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise DicomError(f"missing or malformed {keyword}", path=path) from None
-
-
 def raw_from_dataset(ds, path: str | os.PathLike) -> list[RawImage]:
     """As :func:`read_raw`, from an already-read pydicom Dataset."""
     path = Path(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         _check_grayscale(ds, path)
-        rows, cols = _int(ds, "Rows", path), _int(ds, "Columns", path)
-        ba, bs = _int(ds, "BitsAllocated", path), _int(ds, "BitsStored", path)
-        hb, pr = _int(ds, "HighBit", path, bs - 1), _int(ds, "PixelRepresentation", path, 0)
-        nf = _int(ds, "NumberOfFrames", path, 1) if ds.get("NumberOfFrames") not in (None, "") else 1
-        if rows < 1 or cols < 1 or nf < 0:
-            raise DicomError(f"invalid image size ({nf} frames of {rows} x {cols})", path=path)
-        nf = max(nf, 1)
-        if not (1 <= bs <= ba and bs - 1 <= hb < ba and pr in (0, 1)):
-            raise DicomError(f"invalid pixel layout (Bits Allocated {ba}, Bits Stored {bs}, High Bit {hb}, "
-                             f"Pixel Representation {pr})", path=path)
-        mlut = _lut(ds.ModalityLUTSequence[0], ds, path) if ds.get("ModalityLUTSequence") else None
-        vlut = _lut(ds.VOILUTSequence[0], ds, path) if ds.get("VOILUTSequence") else None
+        g = _geometry(ds, path)
+        tsyntax = _transfer_syntax(ds, path)
+        pixel_data = _pixel_bytes(ds, path)
+        _check_size(g, len(pixel_data), tsyntax, path)          # before anything is allocated
+        mlut, vlut = _lut("ModalityLUTSequence", ds, path), _lut("VOILUTSequence", ds, path)
         window = _window(ds, path) if vlut is None else None
-        slope, intercept = 1.0, 0.0
-        if mlut is None and ds.get("RescaleSlope") is not None and ds.get("RescaleIntercept") is not None:
-            try:
-                slope, intercept = float(ds.RescaleSlope), float(ds.RescaleIntercept)
-            except (TypeError, ValueError):
-                raise DicomError("malformed Rescale Slope/Intercept", path=path) from None
-        common = dict(rows=rows, columns=cols, slope=slope, intercept=intercept, window=window,
-                      invert=str(ds.get("PhotometricInterpretation", "")).strip().upper() == "MONOCHROME1",
-                      modality_lut=mlut, voi_lut=vlut)
-        tsyntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-        layout = dict(bits_allocated=ba, bits_stored=bs, high_bit=hb, signed=bool(pr))
-        if tsyntax is not None and ba in (8, 16, 32):
+        slope, intercept = _rescale(ds, path, g) if mlut is None else (1.0, 0.0)
+        common = dict(rows=g.rows, columns=g.columns, slope=slope, intercept=intercept, window=window,
+                      invert=_photometric(ds, path) == "MONOCHROME1", modality_lut=mlut, voi_lut=vlut)
+        layout = dict(bits_allocated=g.bits_allocated, bits_stored=g.bits_stored, high_bit=g.high_bit, signed=g.signed)
+        if tsyntax is not None and g.bits_allocated in (8, 16, 32):
             if tsyntax == _RLE_LOSSLESS:
                 return [RawImage(data=f, encoding=ENCODINGS["rle"], **layout, **common)
-                        for f in _rle_frames(ds, nf, path)]
-            big_ow8 = ba == 8 and not tsyntax.is_little_endian and ds["PixelData"].VR == "OW"
+                        for f in _rle_frames(ds, pixel_data, g.frames, path)]
+            big_ow8 = g.bits_allocated == 8 and not tsyntax.is_little_endian and _element(ds, "PixelData", path).VR == "OW"
             if not tsyntax.is_encapsulated and not big_ow8:
                 enc = ENCODINGS["native_le" if tsyntax.is_little_endian else "native_be"]
                 return [RawImage(data=f, encoding=enc, **layout, **common)
-                        for f in _native_frames(ds.PixelData, rows * cols * ba // 8, nf, path)]
+                        for f in _native_frames(pixel_data, g.rows * g.columns * g.bits_allocated // 8, g.frames)]
         # JPEG family, 1-bit, 8-bit big-endian OW, no transfer syntax: pydicom decodes (stored values).
         return _decoded_frames(_stored_pixels(ds, path), path, common)
 
 
-def _native_frames(pixel_data: bytes, frame_bytes: int, nf: int, path: Path) -> list[bytes]:
-    if len(pixel_data) < nf * frame_bytes:
-        raise DicomError(f"pixel data is truncated ({len(pixel_data)} bytes, {nf} frame(s) need "
-                         f"{nf * frame_bytes})", path=path, fix="re-export or remove the file")
+def _native_frames(pixel_data: bytes, frame_bytes: int, nf: int) -> list[bytes]:
+    """The frames' bytes (_check_size has checked that the data holds them all)."""
     if nf == 1 and len(pixel_data) == frame_bytes:
         return [bytes(pixel_data)]
     view = memoryview(pixel_data)
     return [bytes(view[i * frame_bytes:(i + 1) * frame_bytes]) for i in range(nf)]
 
 
-def _rle_frames(ds, nf: int, path: Path) -> list[bytes]:
+def _rle_frames(ds, pixel_data: bytes, nf: int, path: Path) -> list[bytes]:
     from pydicom.encaps import generate_frames
 
-    eot = ds.get("ExtendedOffsetTable")
-    extended = (eot, ds.ExtendedOffsetTableLengths) if eot is not None and "ExtendedOffsetTableLengths" in ds else None
+    eot, lengths = _get(ds, "ExtendedOffsetTable", path), _get(ds, "ExtendedOffsetTableLengths", path)
+    extended = (eot, lengths) if eot is not None and lengths is not None else None
     try:
         frames = []
-        for frame in generate_frames(ds.PixelData, number_of_frames=nf, extended_offsets=extended):
+        for frame in generate_frames(pixel_data, number_of_frames=nf, extended_offsets=extended):
             frames.append(bytes(frame))
             if len(frames) == nf:
                 break
-    except Exception as exc:  # noqa: BLE001 - malformed encapsulation in any way
+    except Exception as exc:  # noqa: BLE001 - malformed encapsulation in any way; only pydicom's generator
         raise DicomError(f"cannot read the encapsulated RLE pixel data ({type(exc).__name__})", path=path,
-                         fix="the file is truncated or corrupt; re-export or remove it") from None
+                         fix=_CORRUPT) from exc
     if len(frames) != nf:
         raise DicomError(f"RLE pixel data holds {len(frames)} frame(s), Number of Frames says {nf}", path=path)
     return frames
