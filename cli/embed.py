@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from medcl.cli.options import common_options
+from medcl.cli.options import common_options, fit_option
 
 
 @click.command("embed")
@@ -15,8 +15,9 @@ from medcl.cli.options import common_options
 @click.option("--pca", "pca_k", type=int, default=10, show_default=True, help="PCs in the pheno table.")
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--workers", type=int, default=2, show_default=True)
+@fit_option(inherit=True)
 @common_options
-def command(weights, data, out, fmt, pca_k, batch_size, workers, device) -> None:
+def command(weights, data, out, fmt, pca_k, batch_size, workers, fit, device) -> None:
     """Embed every image of a manifest with the encoder in WEIGHTS (encoder.safetensors or a checkpoint).
 
     One row per image with FID, IID, path and the embedding; --format pheno writes one row per
@@ -25,4 +26,4 @@ def command(weights, data, out, fmt, pca_k, batch_size, workers, device) -> None
     from medcl.embed import run_embed
 
     run_embed(weights, data=data, out=out, fmt=fmt, pca_k=pca_k, batch_size=batch_size, device=device,
-              workers=workers)
+              workers=workers, fit=fit)

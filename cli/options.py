@@ -100,6 +100,19 @@ def augment_options(func):
     return func
 
 
+FITS = ("pad", "crop", "squash")  # medcl.data.fit.FITS (written here too: --help loads no torch)
+
+
+def fit_option(inherit: bool = False):
+    """--fit: how a non-square image fills the square input (medcl.data.fit). ``inherit`` (embed,
+    finetune): unset means the pretraining run's value, found with the weights."""
+    default = "the pretraining run's --fit (weights' metadata or RUN/config.yaml), else pad" if inherit else "pad"
+    return click.option("--fit", type=click.Choice(FITS), default=None if inherit else FITS[0],
+                        help="Non-square images: pad (letterbox: whole image, aspect kept, black bands), crop "
+                        "(centre square, aspect kept, ends cut) or squash (stretch, aspect lost) "
+                        f"[default: {default}].")
+
+
 def resolve_device(spec: str):
     """--device value → torch.device; a device that is not there is a usage error (exit 2)."""
     from medcl.device import resolve_device as resolve

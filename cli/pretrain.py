@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from medcl.cli.options import augment_options, common_options
+from medcl.cli.options import augment_options, common_options, fit_option
 
 
 def _csv(ctx, param, value):
@@ -30,6 +30,7 @@ def _csv(ctx, param, value):
               show_default=True, help="Image encoder.")
 @click.option("--width", type=float, default=1.0, show_default=True, help="Channel width factor (0.25 for CPU).")
 @click.option("--image-size", type=int, default=224, show_default=True, help="Input size in pixels.")
+@fit_option()
 @click.option("--batch-size", type=int, default=64, show_default=True, help="Images per process per micro-batch.")
 @click.option("--epochs", type=int, default=10, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Peak learning rate.")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from medcl.cli.options import augment_options, common_options
+from medcl.cli.options import augment_options, common_options, fit_option
 
 
 @click.command("preview")
@@ -18,8 +18,9 @@ from medcl.cli.options import augment_options, common_options
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--augment/--no-augment", default=True, show_default=True, help="--no-augment: resized views only.")
 @augment_options
+@fit_option()
 @common_options
-def command(data, out, images, views, image_size, seed, augment, device, **settings) -> None:
+def command(data, out, images, views, image_size, seed, augment, fit, device, **settings) -> None:
     """Write a grid to OUT: per image its resized original (framed), then VIEWS augmented views
     drawn with the augmentation options (the same ones `medcl pretrain` takes)."""
     import logging
@@ -31,4 +32,5 @@ def command(data, out, images, views, image_size, seed, augment, device, **setti
         from medcl.demo.cache import demo_cohort
         data = str(demo_cohort() / "manifest.csv")
         logging.getLogger("medcl").info("no --data: previewing the demo cohort (%s)", data)
-    write_preview(data, out, augment_config(augment, **settings), images=images, size=image_size, views=views, seed=seed)
+    write_preview(data, out, augment_config(augment, **settings), images=images, size=image_size, views=views, seed=seed,
+                  fit=fit)

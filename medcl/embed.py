@@ -110,8 +110,12 @@ def write_embeddings(frame, feats: np.ndarray, out: Path, fmt: str, *, pca_k: in
 
 
 def run_embed(weights: Path, *, data: str | None, out: Path, fmt: str = "parquet", pca_k: int = 10,
-              batch_size: int = 64, device: str = "auto", workers: int = 2, image_size: int | None = None) -> Path:
+              batch_size: int = 64, device: str = "auto", workers: int = 2, image_size: int | None = None,
+              fit: str | None = None) -> Path:
+    """Embeds the images of ``data`` into ``out``; ``fit``: how non-square images fill the square
+    input (None: as the pretraining run did, medcl.data.fit.run_fit)."""
     from medcl.data import ImageDataset
+    from medcl.data.fit import run_fit
 
     if fmt not in FORMATS:
         raise ConfigError(f"unknown format {fmt!r}", fix=f"use one of {', '.join(FORMATS)}")
@@ -121,7 +125,7 @@ def run_embed(weights: Path, *, data: str | None, out: Path, fmt: str = "parquet
     dev = resolve_device(device)
     encoder, meta = load_image_encoder(weights)
     size = image_size or int(meta["preprocessing"]["image_size"])
-    ds = ImageDataset(data, size)  # reads the manifest; root = its folder
+    ds = ImageDataset(data, size, fit=fit or run_fit(meta, weights)[0])  # reads the manifest; root = its folder
     frame = ds.frame
     feats, rows = compute_features(encoder, ds, batch_size=batch_size, device=dev, workers=workers)
     if len(rows) < len(frame):

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from medcl.data.fit import DEFAULT_FIT
 from medcl.device import resolve_device
 from medcl.errors import ConfigError
 from medcl.methods._config import plain
@@ -38,6 +39,7 @@ class PretrainConfig:
     arch: str = "resnet18"             # image encoder: resnet18 | resnet34 | resnet50
     width: float = 1.0                 # channel width factor of the image encoder
     image_size: int = 224              # input size (pixels, square)
+    fit: str = DEFAULT_FIT             # non-square images: pad | crop | squash (medcl.data.fit)
     batch_size: int = 64               # images per process per micro-batch
     epochs: int = 10                   # passes over the training split
     lr: float = 1e-3                   # peak learning rate
@@ -170,8 +172,9 @@ def _contig(cfg: PretrainConfig, info, source):
     dims = {m: cohort.genetics[m].dim for m in mods}
     method = ContigMethod(method_cfg, dims)
     train = ContigDataset(cohort, "train", image_size=cfg.image_size, augment=_augment(cfg),
-                          seed=cfg.seed, source=source)
-    val = ContigDataset(cohort, "val", image_size=cfg.image_size, augment=None, seed=cfg.seed, source=source)
+                          seed=cfg.seed, source=source, fit=cfg.fit)
+    val = ContigDataset(cohort, "val", image_size=cfg.image_size, augment=None, seed=cfg.seed, source=source,
+                        fit=cfg.fit)
     meta = {"config": method_cfg.to_dict(), "genetic_dims": dims, "counted_allele": cfg.counted_allele,
             "genetics_stats": cohort.stats()}
     return method, train, val, meta
@@ -189,7 +192,7 @@ def _views(cfg: PretrainConfig, info, source, small_crops: int):
 
     cohort = _image_cohort(cfg, info, source)
     common = dict(pairs=cfg.pairs, image_size=cfg.image_size, small_crops=small_crops, seed=cfg.seed,
-                  source=source)
+                  source=source, fit=cfg.fit)
     train = ViewsDataset(cohort, "train", augment=_augment(cfg), **common)
     val = ViewsDataset(cohort, "val", augment=_augment(cfg), fixed_epoch=0, **common)
     if info.is_main and cfg.pairs != "views":
@@ -233,7 +236,7 @@ def _puzzle(cfg: PretrainConfig, info, source):
     method_cfg = PuzzleConfig(image=ImageEncoderConfig(arch=cfg.arch, width=cfg.width), grid=cfg.grid,
                               columns=columns, sinkhorn_iters=cfg.sinkhorn_iters, loss=cfg.puzzle_loss)
     common = dict(columns=columns, grid=cfg.grid, image_size=cfg.image_size, seed=cfg.seed,
-                  tile_fraction=method_cfg.tile_fraction, source=source)
+                  tile_fraction=method_cfg.tile_fraction, source=source, fit=cfg.fit)
     train = PuzzleDataset(cohort, "train", augment=_augment(cfg), **common)
     val = PuzzleDataset(cohort, "val", augment=None, **common)
     if info.is_main:
@@ -278,7 +281,7 @@ def run_pretrain(cfg: PretrainConfig):
         log.info("initialised from %s (%d tensors not found there, %d unused)", cfg.init_from,
                  len(missing), len(unexpected))
     meta = {"method": cfg.method, "genetic_dims": {}, "counted_allele": None, "genetics_stats": {},
-            "preprocessing": {"image_size": cfg.image_size, "reader": "medcl.ops.decode_pixels",
+            "preprocessing": {"image_size": cfg.image_size, "fit": cfg.fit, "reader": "medcl.ops.decode_pixels",
                               "resize": "medcl.ops.augment (area-sampled bilinear)", "range": [0.0, 1.0]},
             **method_meta}
 

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from medcl.data.fit import DEFAULT_FIT
+
 log = logging.getLogger("medcl")
 
 GAP = 6  # pixels between tiles (mid grey)
@@ -33,9 +35,12 @@ def image_paths(data, n: int) -> tuple[list[str], object]:
     return [str(x) for x in frame["path"].head(n)], source
 
 
-def preview_grid(raws: list, cfg, *, size: int = 224, views: int = 6, seed: int = 0) -> np.ndarray:
-    """(rows, cols) uint8 grid: per image its resized original, then ``views`` augmented views."""
+def preview_grid(raws: list, cfg, *, size: int = 224, views: int = 6, seed: int = 0,
+                 fit: str = DEFAULT_FIT) -> np.ndarray:
+    """(rows, cols) uint8 grid: per image its resized original, then ``views`` augmented views
+    (``fit``: how a non-square image fills the square, medcl.data.fit)."""
     from medcl.data.augment import resize_views, sample_views
+    from medcl.data.fit import announce
     from medcl.io.pixels import decode_raw, status_reason
     from medcl.ops import augment
 
@@ -43,10 +48,12 @@ def preview_grid(raws: list, cfg, *, size: int = 224, views: int = 6, seed: int 
     for k, s in enumerate(status.tolist()):
         if s:
             raise ValueError(f"image {k} cannot be decoded: {status_reason(s)}")
+    if bool((sizes[:, 0] != sizes[:, 1]).any()):
+        announce(fit)
     g = torch.Generator().manual_seed(seed)
-    plain = augment(images, resize_views(sizes, size), out_size=size, views=1, sizes=sizes,
+    plain = augment(images, resize_views(sizes, size, fit), out_size=size, views=1, sizes=sizes,
                     dtype=torch.float32)                                        # (B, 1, S, S)
-    aug = augment(images, sample_views(cfg, sizes, size, views, g), out_size=size, views=views,
+    aug = augment(images, sample_views(cfg, sizes, size, views, g, fit), out_size=size, views=views,
                   sizes=sizes, dtype=torch.float32)                             # (B, V, S, S)
     tiles = torch.cat([plain, aug], dim=1).clamp(0, 1)                          # (B, 1 + V, S, S)
     B, C = tiles.shape[:2]
@@ -62,13 +69,14 @@ def preview_grid(raws: list, cfg, *, size: int = 224, views: int = 6, seed: int 
     return grid
 
 
-def write_preview(data, out, cfg, *, images: int = 4, size: int = 224, views: int = 6, seed: int = 0) -> Path:
+def write_preview(data, out, cfg, *, images: int = 4, size: int = 224, views: int = 6, seed: int = 0,
+                  fit: str = DEFAULT_FIT) -> Path:
     """Reads up to ``images`` images of ``data`` and writes their preview grid to ``out`` (PNG)."""
     from PIL import Image
 
     paths, source = image_paths(data, images)
     raws = [source.read(p) for p in paths]
-    grid = preview_grid(raws, cfg, size=size, views=views, seed=seed)
+    grid = preview_grid(raws, cfg, size=size, views=views, seed=seed, fit=fit)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(grid).save(out)

@@ -14,18 +14,24 @@ def _image(gen, h=90, w=70):
     return torch.rand(h, w, generator=gen)  # (H, W) in [0, 1]
 
 
-def test_identity_parameters_give_the_resized_image(gen):
+@pytest.mark.parametrize("fit", ["pad", "crop", "squash"])
+def test_fitted_parameters_give_the_resized_image(gen, fit):
     x = _image(gen)
-    out = apply_params(x, AugmentParams.identity(90, 70), 48)
-    ref = augment_op(x[None], resize_views(torch.tensor([[90, 70]]), 48), out_size=48, views=1,
+    out = apply_params(x, AugmentParams.fitted(90, 70, fit), 48)
+    ref = augment_op(x[None], resize_views(torch.tensor([[90, 70]]), 48, fit), out_size=48, views=1,
                      dtype=torch.float32)[0]                                  # the op's eval transform
     assert out.shape == (1, 48, 48) and out.dtype == torch.float32
     torch.testing.assert_close(out, ref, rtol=0, atol=0)
-    torch.testing.assert_close(eval_transform(x, 48), out, rtol=0, atol=0)
-    torch.testing.assert_close(augment(x, AugmentConfig(enabled=False), 48, gen), out, rtol=0, atol=0)
-    torch.testing.assert_close(augment(x, None, 48, gen), out, rtol=0, atol=0)
-    smooth = F.interpolate(x[None, None], size=(48, 48), mode="bilinear", antialias=True, align_corners=False)[0]
-    assert (out - smooth).abs().mean() < 0.05                                 # close to torch's antialiased resize
+    torch.testing.assert_close(eval_transform(x, 48, fit), out, rtol=0, atol=0)
+    torch.testing.assert_close(augment(x, AugmentConfig(enabled=False), 48, gen, fit), out, rtol=0, atol=0)
+    torch.testing.assert_close(augment(x, None, 48, gen, fit), out, rtol=0, atol=0)
+    if fit == "squash":
+        assert AugmentParams.fitted(90, 70, fit) == AugmentParams.identity(90, 70)
+        smooth = F.interpolate(x[None, None], size=(48, 48), mode="bilinear", antialias=True, align_corners=False)[0]
+        assert (out - smooth).abs().mean() < 0.05                             # close to torch's antialiased resize
+    if fit == "pad":                                                          # 90 rows → 48: 70 columns → 37.3
+        torch.testing.assert_close(eval_transform(x, 48), out, rtol=0, atol=0)   # the default
+        assert out[0, :, :5].abs().max() == 0 and out[0, :, -5:].abs().max() == 0 and out[0, :, 7:-7].min() > 0
     square = _image(gen, 40, 40)
     assert torch.equal(apply_params(square, AugmentParams.identity(40, 40), 40)[0], square)   # exact copy
 
@@ -71,10 +77,13 @@ def test_shapes_and_range(gen, shape):
 def test_sampled_parameters_stay_in_range(gen):
     cfg = AugmentConfig()
     for _ in range(200):
-        p = sample_params(cfg, 120, 80, gen)
+        p = sample_params(cfg, 120, 80, gen, "crop")                             # crops inside the image
         assert 0 <= p.top and p.top + p.height <= 120 and 0 <= p.left and p.left + p.width <= 80
         area = p.height * p.width / (120 * 80)
         assert 0.45 <= area <= 1.0 + 1e-9 or (p.height, p.width) in ((107, 80), (120, 80))  # fallback
         assert abs(p.angle) <= cfg.rotation and not p.flip  # radiographs are not flipped by default
         assert cfg.gamma[0] - 1e-9 <= p.gamma <= cfg.gamma[1] + 1e-9
         assert 0 <= p.noise <= cfg.noise
+        q = sample_params(cfg, 120, 80, gen, "pad")                              # crops of the 120² letterbox
+        assert 0 <= q.top and q.top + q.height <= 120 and -20 <= q.left and q.left + q.width <= 100
+        assert 0.45 <= q.height * q.width / 120 ** 2 <= 1.0 + 1e-9
