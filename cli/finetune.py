@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from medcl.cli.options import common_options
+from medcl.cli.options import common_options, fit_option
 
 
 def _fractions(ctx, param, value):
@@ -35,14 +35,16 @@ def _fractions(ctx, param, value):
 @click.option("--lr", type=float, default=1e-4, show_default=True, help="Full mode: learning rate.")
 @click.option("--workers", type=int, default=2, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@fit_option(inherit=True)
 @common_options
 def command(weights, labels, target, task, mode, fractions, repeats, baseline, data, out, batch_size, epochs,
-            lr, workers, seed, device) -> None:
+            lr, workers, seed, fit, device) -> None:
     """Train on the train split, select on val, report on test; mean ± sd over repeats for each
     label fraction. Writes OUT/metrics.json and prints the table."""
     from medcl.finetune import FinetuneConfig, format_table, run_finetune
 
     cfg = FinetuneConfig(weights=weights, labels=labels, target=target, out=out, data=data, task=task, mode=mode,
                          fractions=fractions, repeats=repeats, baseline=None if baseline == "none" else baseline,
-                         batch_size=batch_size, epochs=epochs, lr=lr, workers=workers, device=device, seed=seed)
+                         batch_size=batch_size, epochs=epochs, lr=lr, workers=workers, device=device, seed=seed,
+                         fit=fit)
     click.echo(format_table(run_finetune(cfg)))

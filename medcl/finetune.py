@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +47,7 @@ class FinetuneConfig:
     workers: int = 2                    # DataLoader workers
     device: str = "auto"                # cpu | cuda | auto
     seed: int = 0                       # base seed
+    fit: str | None = None              # non-square images: pad | crop | squash (None: the pretraining run's)
 
 
 def scores(task: str, y: np.ndarray, pred: np.ndarray, proba: np.ndarray | None) -> dict[str, float]:
@@ -116,6 +117,7 @@ def summarize(values: list[dict]) -> dict:
 
 def run_finetune(cfg: FinetuneConfig) -> dict:
     from medcl.data import ImageDataset, load_cohort
+    from medcl.data.fit import run_fit
     from medcl.embed import compute_features, image_encoder_from
     from medcl.train.export import load_weights
     from medcl.io.tables import join_on_ids, read_table
@@ -141,6 +143,7 @@ def run_finetune(cfg: FinetuneConfig) -> dict:
     y_person = people.set_index("person")[cfg.target].reindex(range(len(cohort.people))).to_numpy()
     state, meta = load_weights(Path(cfg.weights))            # read once; encoders are built from it
     size = int(meta["preprocessing"]["image_size"])
+    cfg = replace(cfg, fit=cfg.fit or run_fit(meta, cfg.weights)[0])
     encoders = [("pretrained", False)] + ([("random", True)] if cfg.baseline == "random" else [])
     if cfg.mode == "full":
         from medcl.finetune_full import finetune_full
@@ -154,7 +157,7 @@ def run_finetune(cfg: FinetuneConfig) -> dict:
             if cfg.mode == "linear" and fresh:
                 feats, rows = {}, {}
                 for split in ("train", "val", "test"):
-                    ds = ImageDataset(cohort, size, split=split)
+                    ds = ImageDataset(cohort, size, split=split, fit=cfg.fit)
                     feats[split], rows[split] = compute_features(encoder, ds, batch_size=cfg.batch_size,
                                                                  device=device, workers=cfg.workers,
                                                                  stage=f"features {name} {split}")

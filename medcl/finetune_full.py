@@ -49,13 +49,13 @@ def finetune_full(cfg, cohort, y_person, encoder: nn.Module, size: int, frac: fl
     from medcl.data.datasets import collate
 
     def split_data(split, augment_cfg=None, people=None):
-        ds = ImageDataset(cohort, size, split=split, augment=augment_cfg, seed=seed)   # views of the full image
+        ds = ImageDataset(cohort, size, split=split, augment=augment_cfg, seed=seed, fit=cfg.fit)  # full-image views
         ok, person, y = _labelled(ds.rows, cohort, y_person)
         if people is not None:
             ok &= np.isin(person, people)
         return _Labelled(ds, np.flatnonzero(ok), y[ok])
 
-    ok_tr, person_tr, _ = _labelled(ImageDataset(cohort, size, split="train").rows, cohort, y_person)
+    ok_tr, person_tr, _ = _labelled(ImageDataset(cohort, size, split="train", fit=cfg.fit).rows, cohort, y_person)
     train_people = np.unique(person_tr[ok_tr])
     chosen = subsample_people(train_people, y_person[train_people], frac, cfg.task, seed)
     tr = split_data("train", AugmentConfig(), chosen)
