@@ -16,6 +16,7 @@ import click
 COMMANDS = {
     "info": ("info", "Versions, build, which backend each op uses, GPUs seen."),
     "demo-data": ("demo_data", "Write the synthetic demo cohort (DICOMs, PLINK, tables) to OUT."),
+    "manifest": ("manifest", "Write an editable manifest (hashed patient IDs, frames, splits) for a DICOM folder."),
     "prepare": ("prepare", "Pack DICOM pixels into shards (resumable, parallel) for fast loading."),
     "pretrain": ("pretrain", "Self-supervised pretraining (ContIG: images with genetics)."),
     "preview": ("preview", "Write a PNG grid of augmented views, to check the augmentation before a run."),

@@ -7,8 +7,9 @@ from medcl.cli.options import augment_options, common_options, fit_option
 
 
 @click.command("preview")
-@click.option("--data", type=click.Path(exists=True),
-              help="A DICOM or PNG/JPEG image, a manifest, or a prepared dataset (default: the demo cohort).")
+@click.option("--data", type=click.Path(),
+              help="A DICOM or PNG/JPEG image (a multi-frame file: its first frames), a manifest, a prepared "
+                   "dataset or its manifest.csv (default: the demo cohort).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG file to write.")
 @click.option("--images", type=click.IntRange(1, 64), default=4, show_default=True,
               help="Images (rows) from a manifest or dataset.")

@@ -10,6 +10,13 @@ end the parts are merged into index.parquet and bad_files.csv, the manifest is w
 medcl-dataset.json marks the dataset finished. A bad file is listed with its reason and
 skipped, never stopping the job. Only the pixel, geometry and LUT attributes of a file reach
 the dataset; paths come from the user's folder or manifest, never from headers.
+
+The manifest (editable, and what ``--data DATASET`` reads): from a folder, one row per frame,
+FID, IID, path, frame, study, series, split, the people taken from the headers as keyed hashes
+(``ids="headers"``, medcl.data.identity; the key in DATASET/id-key unless ``id_key`` names one)
+or from the paths (``ids="path"``: FID = IID = path), and the split drawn per person. From a
+manifest, its rows as they are; when it has no frame column and lists multi-frame files, those
+rows are repeated once per frame with a frame column added.
 """
 from __future__ import annotations
 
@@ -23,9 +30,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from medcl.data import identity as I
 from medcl.data import shard_writer as W
 from medcl.data import shards as S
-from medcl.errors import MedclError
+from medcl.data.splits import TEST_FRACTION, VAL_FRACTION
+from medcl.errors import ConfigError, MedclError
 from medcl.files import TMP_GLOB, atomic_write
 
 log = logging.getLogger("medcl")
@@ -70,10 +79,10 @@ def _write_json(path: Path, obj: dict) -> None:
     atomic_write(path, lambda p: Path(p).write_text(json.dumps(obj, indent=2) + "\n"))
 
 
-def list_directory(root: Path, out: Path) -> Listing:
+def list_directory(root: Path, out: Path | None = None) -> Listing:
     """Every file below ``root`` (hidden files and folders, and ``out``, left out); key = its path
     relative to ``root``."""
-    out_real = os.path.realpath(out)
+    out_real = os.path.realpath(out) if out is not None else None
     keys = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")
@@ -207,26 +216,92 @@ def _refuse_other(out: Path, recorded: dict, ident: dict, what: str) -> None:
                          f"{ident['files']} files, not the same ones", path=out, fix=_NEW_OUT)
 
 
-def _write_manifest(out: Path, listing: Listing, good: set) -> None:
-    target = out / S.MANIFEST
-    if listing.kind == "manifest" and listing.path.suffix.lower() == ".csv":
-        atomic_write(target, lambda p: shutil.copyfile(listing.path, p))  # rows and columns unchanged
-    elif listing.kind == "manifest":
-        from medcl.io.tables import _read_frame
-        frame = _read_frame(listing.path, None)
-        atomic_write(target, lambda p: frame.to_csv(p, index=False))
-    else:  # a folder: FID = IID = path, the files that have records
+def _id_mode(listing: Listing, ids: str | None, id_key) -> str:
+    """"headers" or "path" for a folder (default headers); "manifest" for a manifest source."""
+    if listing.kind == "manifest":
+        if ids is not None or id_key:
+            raise ConfigError(f"--{'ids' if ids is not None else 'id-key'} applies to a folder; the IDs of a "
+                              "manifest are its FID and IID columns", path=listing.path,
+                              fix="leave --ids and --id-key out, or prepare the folder itself")
+        return "manifest"
+    return I.check_mode(ids or "headers")
+
+
+def _refuse_other_ids(out: Path, recorded: dict, mode: str, key: bytes | None, what: str) -> None:
+    """Refuses to resume or reuse ``out`` with other IDs than it was started with."""
+    was = recorded.get("mode", "path")  # datasets of earlier versions: FID = IID = path
+    if was != mode and "manifest" not in (was, mode):
+        raise MedclError(f"{what} with --ids {was}, not --ids {mode}", path=out,
+                         fix=f"rerun with --ids {was}, or choose a new --out folder")
+    if key is not None and recorded.get("key_check") not in (None, I.key_check(key)):
+        raise MedclError(f"{what} with another ID key", path=out,
+                         fix=f"pass the same --id-key, or none to use {out / I.KEY_FILE}; or choose a new --out")
+
+
+def _frame_counts(paths) -> dict:
+    """{path key: frames} from the index's path column (one entry per frame)."""
+    from collections import Counter
+    return dict(Counter(paths))
+
+
+def _expanded(listing: Listing, frames: dict):
+    """A manifest source's rows, each multi-frame file's row repeated per frame (frame column
+    added), or None when nothing needs it (no such file, or a frame column already there)."""
+    from medcl.io.tables import _read_frame
+
+    raw = _read_frame(listing.path, None)
+    raw.columns = [str(c) for c in raw.columns]
+    if "frame" in raw.columns:
+        return None if listing.path.suffix.lower() == ".csv" else raw
+    counts = [frames.get(S.dataset_key(v), 0) if isinstance(v, str) else 0 for v in raw["path"]]
+    if max(counts, default=0) <= 1 and listing.path.suffix.lower() == ".csv":
+        return None
+    repeat = [max(n, 1) for n in counts]
+    out = raw.loc[raw.index.repeat(repeat)].reset_index(drop=True)
+    if max(counts, default=0) > 1:
         import pandas as pd
-        keys = [k for k in listing.files if k in good]
-        atomic_write(target, lambda p: pd.DataFrame({"FID": keys, "IID": keys, "path": keys}).to_csv(p, index=False))
+        out.insert(list(out.columns).index("path") + 1, "frame",
+                   pd.array([f if n else None for n, r in zip(counts, repeat) for f in range(r)], dtype="Int64"))
+    return out
 
 
-def _finished(out: Path, listing: Listing, ident: dict, t0: float) -> PrepareSummary:
+def _write_manifest(out: Path, listing: Listing, frames: dict, ids: dict) -> None:
+    """DATASET/manifest.csv. frames: {path key: frames} of the files with records; ids: the
+    preparation's ID settings (mode, fractions)."""
+    target = out / S.MANIFEST
+    if listing.kind == "manifest":
+        table = _expanded(listing, frames)
+        if table is None:  # rows and columns unchanged
+            atomic_write(target, lambda p: shutil.copyfile(listing.path, p))
+        else:
+            n = int(table["frame"].notna().sum()) if "frame" in table.columns else 0
+            if n:
+                log.info("manifest.csv: multi-frame files listed once in %s now have one row per frame "
+                         "(frame column)", listing.path)
+            atomic_write(target, lambda p: table.to_csv(p, index=False))
+        return
+    hashes = None
+    if ids["mode"] == "headers":
+        import pandas as pd
+        parts = [pd.read_csv(out / S.PARTS / W.ids_part(c), dtype=str, keep_default_na=False)
+                 for c in range(ids["chunks"])]
+        merged = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["path"])
+        hashes = {r["path"]: {**r, "from_header": r["from_header"] == "True"} for r in merged.to_dict("records")}
+    files = [(k, frames[k]) for k in listing.files if k in frames]
+    table = I.manifest_table(files, hashes, val_fraction=ids["val_fraction"], test_fraction=ids["test_fraction"])
+    atomic_write(target, lambda p: table.to_csv(p, index=False))
+
+
+def _finished(out: Path, listing: Listing, ident: dict, t0: float, mode: str, id_key) -> PrepareSummary:
     meta = S.read_meta(out)
     _refuse_other(out, meta["source"], ident, "is a prepared dataset")
+    _refuse_other_ids(out, meta.get("ids", {}), mode, I.read_key(id_key) if id_key else None,
+                      "was prepared")
     c = meta["counts"]
     if listing.kind == "manifest" and meta["source"].get("manifest_sha256") != ident["manifest_sha256"]:
-        _write_manifest(out, listing, set())
+        import pyarrow.parquet as pq
+        paths = pq.read_table(out / S.INDEX, columns=["path"]).column("path").to_pylist()
+        _write_manifest(out, listing, _frame_counts(paths), meta.get("ids", {}))
         meta["source"] = ident
         _write_json(out / S.META, meta)
         log.info("%s: same files, new manifest rows: manifest.csv updated", out)
@@ -248,7 +323,9 @@ def _lock(out: Path):
     return fh
 
 
-def _plan(out: Path, ident: dict, listing: Listing, chunk_files: int | None, workers: int) -> dict:
+def _plan(out: Path, ident: dict, listing: Listing, chunk_files: int | None, workers: int, mode: str,
+          id_key) -> tuple[dict, bytes | None]:
+    """The preparation's plan (made, or read to resume) and its ID key (None unless --ids headers)."""
     path = out / S.PARTS / "plan.json"
     if path.is_file():
         plan = json.loads(path.read_text())
@@ -256,21 +333,25 @@ def _plan(out: Path, ident: dict, listing: Listing, chunk_files: int | None, wor
         if chunk_files is not None and chunk_files != plan["chunk_files"]:
             raise MedclError(f"this preparation was started with --chunk-files {plan['chunk_files']}", path=out,
                              fix=f"rerun with --chunk-files {plan['chunk_files']} (or without it) to resume")
-        return plan
+        key = I.read_key(id_key or out / I.KEY_FILE) if plan.get("ids", {}).get("mode") == "headers" else None
+        _refuse_other_ids(out, plan.get("ids", {}), mode, key, "holds a preparation started")
+        return plan, key
     if out.exists() and any(out.iterdir()):
         raise MedclError("is not empty and not a medcl dataset", path=out, fix="choose a new or empty --out folder")
     if chunk_files is not None and chunk_files < 1:
         raise MedclError(f"--chunk-files {chunk_files} is not a positive number", fix="use e.g. 256")
     chunk_files = chunk_files or _auto_chunk_files(listing, workers)
-    plan = {"format": S.FORMAT, "version": S.VERSION, "source": ident, "chunk_files": chunk_files,
-            "chunks": math.ceil(len(listing.files) / chunk_files)}
     (out / S.SHARDS).mkdir(parents=True, exist_ok=True)
     (out / S.PARTS).mkdir(exist_ok=True)
+    key = I.key_for(out, id_key)[0] if mode == "headers" else None
+    plan = {"format": S.FORMAT, "version": S.VERSION, "source": ident, "chunk_files": chunk_files,
+            "chunks": math.ceil(len(listing.files) / chunk_files),
+            "ids": {"mode": mode, **({"key_check": I.key_check(key)} if key is not None else {})}}
     _write_json(path, plan)
-    return plan
+    return plan, key
 
 
-def _merge(out: Path, listing: Listing, plan: dict) -> dict:
+def _merge(out: Path, listing: Listing, plan: dict, val_fraction: float, test_fraction: float) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -279,20 +360,30 @@ def _merge(out: Path, listing: Listing, plan: dict) -> dict:
     atomic_write(out / S.INDEX, lambda p: pq.write_table(table, p))
     bad = [row for c in range(n) for row in S.read_bad(out / S.PARTS / f"bad-{c:05d}.csv")]
     atomic_write(out / S.BAD_FILES, lambda p: W.write_bad(p, bad))
-    good = set(table.column("path").unique().to_pylist())
-    _write_manifest(out, listing, good)
+    frames = _frame_counts(table.column("path").to_pylist())
+    ids = {**plan["ids"], "chunks": n, "val_fraction": val_fraction, "test_fraction": test_fraction}
+    _write_manifest(out, listing, frames, ids)
+    ids.pop("chunks")
     shard_files = [f for f in (out / S.SHARDS / S.shard_name(c) for c in range(n)) if f.exists()]
     from medcl import __version__
     return {"format": S.FORMAT, "version": S.VERSION, "medcl_version": __version__,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "source": plan["source"],
-            "chunk_files": plan["chunk_files"], "chunks": n,
-            "counts": {"files": len(listing.files), "good_files": len(good), "bad_files": len(bad),
+            "chunk_files": plan["chunk_files"], "chunks": n, "ids": ids,
+            "counts": {"files": len(listing.files), "good_files": len(frames), "bad_files": len(bad),
                        "records": table.num_rows, "shards": len(shard_files),
                        "bytes": sum(f.stat().st_size for f in shard_files)}}
 
 
-def prepare(source, out, *, workers: int | None = None, chunk_files: int | None = None) -> PrepareSummary:
-    """Prepares (or resumes preparing) ``out`` from a folder of DICOM files or a manifest."""
+def prepare(source, out, *, workers: int | None = None, chunk_files: int | None = None, ids: str | None = None,
+            id_key=None, val_fraction: float = VAL_FRACTION, test_fraction: float = TEST_FRACTION) -> PrepareSummary:
+    """Prepares (or resumes preparing) ``out`` from a folder of DICOM files or a manifest.
+
+    ids: a folder's people: "headers" (default; keyed hashes of PatientID, medcl.data.identity)
+        or "path" (FID = IID = the file's path). id_key: the key file (default DATASET/id-key,
+        made when absent). val_fraction, test_fraction: the shares of people in val and test
+        (a folder's manifest gets a split column drawn per person).
+    """
+    from medcl.data.splits import check_fractions
     from medcl.progress import Progress
 
     t0 = time.monotonic()
@@ -301,10 +392,12 @@ def prepare(source, out, *, workers: int | None = None, chunk_files: int | None 
         raise MedclError("exists and is not a folder", path=out, fix="choose a new --out folder")
     listing = list_source(source, out)
     ident = listing.identity()
+    mode = _id_mode(listing, ids, id_key)
+    check_fractions(val_fraction, test_fraction)
     if (out / S.META).is_file():
-        return _finished(out, listing, ident, t0)
+        return _finished(out, listing, ident, t0, mode, id_key)
     workers = default_workers(listing) if workers is None or workers < 1 else workers
-    plan = _plan(out, ident, listing, chunk_files, workers)
+    plan, key = _plan(out, ident, listing, chunk_files, workers, mode, id_key)
     lock = _lock(out)
     try:
         for folder in (out / S.SHARDS, out / S.PARTS):  # leftovers of an interrupted run
@@ -317,7 +410,7 @@ def prepare(source, out, *, workers: int | None = None, chunk_files: int | None 
         done = len(items) - sum(len(items[c * size:(c + 1) * size]) for c in todo)
         if len(todo) < n:
             log.info("resuming %s: %d of %d chunks already done", out, n - len(todo), n)
-        tasks = [(str(out), c, items[c * size:(c + 1) * size]) for c in todo]
+        tasks = [(str(out), c, items[c * size:(c + 1) * size], key) for c in todo]
         processed = bad = finished = 0
         with Progress("prepare: files", total=len(items), start=done) as progress:
             try:
@@ -328,7 +421,7 @@ def prepare(source, out, *, workers: int | None = None, chunk_files: int | None 
                 log.warning("interrupted: %d of %d chunks done; rerun the same command to resume",
                             n - len(todo) + finished, n)
                 raise
-        meta = _merge(out, listing, plan)
+        meta = _merge(out, listing, plan, val_fraction, test_fraction)
         _write_json(out / S.META, meta)
         shutil.rmtree(out / S.PARTS, ignore_errors=True)
     finally:

@@ -2,7 +2,10 @@
 
 Row i shows image i resized (the eval transform, framed) followed by ``views`` random views
 drawn with the given :class:`~medcl.data.augment.AugmentConfig` — decoded and augmented by the
-same ops, with the same parameter sampler, as pretraining.
+same ops, with the same parameter sampler, as pretraining. The images are the first rows of
+``--data`` (medcl.data.sources.read_data: a manifest, a prepared dataset or its manifest.csv;
+its training split when it has one), each row's frame as pretraining reads it, or the first
+frames of a single DICOM or PNG/JPEG file.
 """
 from __future__ import annotations
 
@@ -19,20 +22,19 @@ log = logging.getLogger("medcl")
 GAP = 6  # pixels between tiles (mid grey)
 
 
-def image_paths(data, n: int) -> tuple[list[str], object]:
-    """Up to ``n`` image paths and their source: a single image file, or the first images of a
-    manifest / prepared dataset (its training split when it has one)."""
-    from medcl.data.sources import FileSource, open_source
-    from medcl.io.tables import read_manifest
+def read_images(data, n: int) -> list:
+    """Up to ``n`` raw frames: the first frames of a single image file, or the first rows of a
+    manifest / prepared dataset (its training split when it has one), each row's frame."""
+    from medcl.data.sources import MANIFEST_SUFFIXES, FileSource, frame_numbers, read_data
 
     p = Path(data)
-    if p.is_file() and p.suffix.lower() not in (".csv", ".tsv", ".txt", ".parquet"):
-        return [str(p)], FileSource()
-    manifest, source = open_source(data)
-    frame = read_manifest(manifest, check_files=not source.prepared)
+    if p.is_file() and p.suffix.lower() not in MANIFEST_SUFFIXES:
+        return FileSource().read_all(p)[:n]
+    frame, source, _ = read_data(data)
     if "split" in frame.columns and (frame["split"] == "train").any():
         frame = frame[frame["split"] == "train"]
-    return [str(x) for x in frame["path"].head(n)], source
+    frame = frame.head(n)
+    return [source.read(str(path), f) for path, f in zip(frame["path"], frame_numbers(frame))]
 
 
 def preview_grid(raws: list, cfg, *, size: int = 224, views: int = 6, seed: int = 0,
@@ -74,8 +76,7 @@ def write_preview(data, out, cfg, *, images: int = 4, size: int = 224, views: in
     """Reads up to ``images`` images of ``data`` and writes their preview grid to ``out`` (PNG)."""
     from PIL import Image
 
-    paths, source = image_paths(data, images)
-    raws = [source.read(p) for p in paths]
+    raws = read_images(data, images)
     grid = preview_grid(raws, cfg, size=size, views=views, seed=seed, fit=fit)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -21,9 +21,10 @@ import numpy as np
 import pandas as pd
 
 from medcl.data.genetics import MODALITIES, GeneticsTable, build_table, snp_source, table_source
-from medcl.data.splits import people_splits
+from medcl.data.sources import manifest_rows, open_source
+from medcl.data.splits import TEST_FRACTION, VAL_FRACTION, people_splits
 from medcl.errors import ConfigError, TableError
-from medcl.io.tables import KEYS, SPLITS, read_manifest
+from medcl.io.tables import KEYS, SPLITS
 
 log = logging.getLogger("medcl")
 
@@ -111,7 +112,8 @@ def _people(manifest: pd.DataFrame) -> pd.DataFrame:
 
 def load_cohort(manifest, *, genotypes=None, prs=None, burden=None, snps=None, counted_allele: str = "a1",
                 modalities: Sequence[str] = ("snp",), aggregate: str = "outer", split_seed: int = 0,
-                val_fraction: float = 0.15, test_fraction: float = 0.15, stats: Mapping[str, dict] | None = None,
+                val_fraction: float = VAL_FRACTION, test_fraction: float = TEST_FRACTION,
+                stats: Mapping[str, dict] | None = None,
                 check_files: bool = True, log_summary: bool = True) -> Cohort:
     """Join a manifest's images to genetic modalities by FID/IID and split by individual.
 
@@ -137,7 +139,6 @@ def load_cohort(manifest, *, genotypes=None, prs=None, burden=None, snps=None, c
         raise ConfigError(f"counted_allele must be 'a1' or 'a2', not {counted_allele!r}")
     source, root, reader = None, None, None
     if not isinstance(manifest, pd.DataFrame):  # a missing --data is named before anything else
-        from medcl.data.sources import open_source
         path, reader = open_source(manifest)
         source = Path(path)
     wanted = _modalities(modalities, {"snp": genotypes, "prs": prs, "burden": burden})
@@ -149,7 +150,7 @@ def load_cohort(manifest, *, genotypes=None, prs=None, burden=None, snps=None, c
             raise TableError(f"manifest frame lacks column(s) {', '.join(missing)}",
                              fix="read it with medcl.io.read_manifest")
     else:
-        frame = read_manifest(source, check_files=check_files and not reader.prepared)
+        frame = manifest_rows(source, reader, check_files=check_files)
         root = source.resolve().parent
     for key in KEYS:
         if not all(isinstance(v, str) for v in frame[key]):

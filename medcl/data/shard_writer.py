@@ -5,7 +5,9 @@ parsed, pixels kept undecoded), validated by a CPU ``decode_raw`` (so corrupt RL
 shard) and appended to ``shards/shard-NNNNN.bin``; :meth:`ChunkWriter.commit` then makes the
 shard, the bad-file part and the index part appear atomically (temp file, fsync, os.replace), the
 index part last: it marks the chunk done. A bad file is listed with its reason (medcl's own error
-message, never a header value) and skipped.
+message, never a header value) and skipped. With an ID key (``--ids headers``) each good file's
+PatientID, StudyInstanceUID and SeriesInstanceUID are read and only their keyed hashes
+(medcl.data.identity) are written, to the chunk's ids part.
 """
 from __future__ import annotations
 
@@ -82,7 +84,7 @@ class ChunkWriter:
             self._lut(r.voi_lut, "voi_lut", row, seen)
             self.rows.append(row)
 
-    def commit(self, bad: list[tuple[str, str]]) -> None:
+    def commit(self, bad: list[tuple[str, str]], ids: list[dict] | None = None) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -95,6 +97,8 @@ class ChunkWriter:
             fsync_dir(self.shard.parent)
         parts = self.out / PARTS
         atomic_write(parts / f"bad-{self.chunk:05d}.csv", lambda p: write_bad(p, bad))
+        if ids is not None:
+            atomic_write(parts / ids_part(self.chunk), lambda p: ids_table(ids).to_csv(p, index=False))
         table = pa.Table.from_pylist(self.rows, schema=index_schema())
         atomic_write(parts / f"index-{self.chunk:05d}.parquet", lambda p: pq.write_table(table, p))
 
@@ -104,6 +108,16 @@ class ChunkWriter:
             self._fh = None
         if self.tmp.exists():
             self.tmp.unlink()
+
+
+def ids_part(chunk: int) -> str:
+    return f"ids-{chunk:05d}.csv"
+
+
+def ids_table(ids: list[dict]):
+    """A chunk's hashed IDs as a table: path, IID, study, series, from_header."""
+    import pandas as pd
+    return pd.DataFrame(ids, columns=["path", "IID", "study", "series", "from_header"])
 
 
 def write_bad(path, rows) -> None:
@@ -133,26 +147,31 @@ def check_file(file: str) -> list:
 
 
 def run_chunk(task) -> tuple[int, int, int]:
-    """Reads, validates and writes one chunk: task = (out, chunk, [(key, file), ...]).
+    """Reads, validates and writes one chunk: task = (out, chunk, [(key, file), ...][, id key]).
+    With an ID key (bytes) the files' header IDs are hashed into the ids part.
     Returns (chunk, files, bad files)."""
     from medcl.data.bad_samples import reason_of
+    from medcl.data.identity import hashed, read_header
 
-    out, chunk, items = task
+    out, chunk, items = task[:3]
+    id_key = task[3] if len(task) > 3 else None
     writer = ChunkWriter(out, chunk)
-    bad = []
+    bad, ids = [], []
     try:
         for key, file in items:
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # pydicom warnings can quote header values
                     raws = check_file(file)
+                    if id_key is not None:
+                        ids.append({"path": key, **hashed(id_key, read_header(file), key)})
             except MemoryError:
                 raise
             except Exception as exc:  # noqa: BLE001 - a bad file is listed and skipped, never fatal
                 bad.append((key, reason_of(exc)))
                 continue
             writer.add(key, raws)
-        writer.commit(bad)
+        writer.commit(bad, ids if id_key is not None else None)
     except BaseException:
         writer.abort()
         raise

@@ -114,6 +114,12 @@ class ShardSource:
         return None
 
     @property
+    def files_root(self) -> Path | None:
+        """The folder the manifest's relative paths were taken from when the dataset was prepared
+        (the source folder, or the source manifest's folder)."""
+        return Path(self._source_root) if self._source_root else None
+
+    @property
     def paths(self) -> list[str]:
         """Keys of the files with records, in index order."""
         return list(self._load()[1])

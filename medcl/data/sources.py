@@ -103,10 +103,19 @@ def open_source(data) -> tuple[str, object]:
     return os.fspath(path), FileSource()
 
 
-def read_data(data) -> tuple:
-    """(manifest rows as read_manifest returns them, source, the manifest's folder) for ``--data``;
-    the image files a plain manifest lists must exist (a prepared dataset holds their bytes)."""
+def manifest_rows(manifest, source, *, check_files: bool = True):
+    """read_manifest of ``manifest`` for ``source``: a plain manifest's files must exist (with
+    ``check_files``); a prepared dataset's rows keep the paths of the files it was prepared
+    from (their bytes are in its shards, so they are not checked)."""
     from medcl.io.tables import read_manifest
 
+    if source.prepared:
+        return read_manifest(manifest, check_files=False, base=source.files_root)
+    return read_manifest(manifest, check_files=check_files)
+
+
+def read_data(data) -> tuple:
+    """(manifest rows as read_manifest returns them, source, the manifest's folder) for ``--data``
+    (see manifest_rows)."""
     manifest, source = open_source(data)
-    return read_manifest(manifest, check_files=not source.prepared), source, Path(manifest).resolve().parent
+    return manifest_rows(manifest, source), source, Path(manifest).resolve().parent

@@ -16,6 +16,8 @@ from medcl.errors import ConfigError, TableError
 from medcl.io.tables import KEYS, SPLITS
 
 _SHOW = 10  # how many offending manifest rows an error lists
+VAL_FRACTION = 0.15   # default share of people in the validation split
+TEST_FRACTION = 0.15  # default share of people in the test split
 
 
 def _unit_interval(split_seed: int, fid: str, iid: str) -> float:
@@ -24,8 +26,8 @@ def _unit_interval(split_seed: int, fid: str, iid: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2.0 ** 64
 
 
-def hashed_split(fid: str, iid: str, *, split_seed: int = 0, val_fraction: float = 0.15,
-                 test_fraction: float = 0.15) -> str:
+def hashed_split(fid: str, iid: str, *, split_seed: int = 0, val_fraction: float = VAL_FRACTION,
+                 test_fraction: float = TEST_FRACTION) -> str:
     """The split ("train", "val", "test") of one individual."""
     u = _unit_interval(split_seed, fid, iid)
     if u < test_fraction:
@@ -36,11 +38,12 @@ def hashed_split(fid: str, iid: str, *, split_seed: int = 0, val_fraction: float
 def check_fractions(val_fraction: float, test_fraction: float) -> None:
     if not (0.0 <= val_fraction < 1.0 and 0.0 <= test_fraction < 1.0 and val_fraction + test_fraction < 1.0):
         raise ConfigError(f"val_fraction={val_fraction} and test_fraction={test_fraction} leave no training set",
-                          fix="use fractions >= 0 whose sum is below 1 (defaults 0.15 and 0.15)")
+                          fix=f"use fractions >= 0 whose sum is below 1 (defaults {VAL_FRACTION} and {TEST_FRACTION})")
 
 
 def people_splits(people: pd.DataFrame, manifest: pd.DataFrame, *, split_seed: int = 0,
-                  val_fraction: float = 0.15, test_fraction: float = 0.15, source=None) -> np.ndarray:
+                  val_fraction: float = VAL_FRACTION, test_fraction: float = TEST_FRACTION,
+                  source=None) -> np.ndarray:
     """(N_people,) object array of split names for ``people`` (FID, IID rows, unique).
 
     manifest: the image rows; its ``split`` column, when present, decides (TableError if one

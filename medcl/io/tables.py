@@ -180,12 +180,14 @@ def _resolve(values: pd.Series, base: Path) -> pd.Series:
     return values.map(one).astype(object)
 
 
-def read_manifest(path, *, path_columns: Sequence[str] | None = None, check_files: bool = True) -> pd.DataFrame:
+def read_manifest(path, *, path_columns: Sequence[str] | None = None, check_files: bool = True,
+                  base=None) -> pd.DataFrame:
     """Read an image manifest: one row per image, ``FID,IID,path[,frame,view,split]`` plus extra columns.
 
     path_columns: columns holding file paths; default ``path`` plus every column ending in
         ``_path``. ``path`` must be filled in every row; other path columns may be empty (NaN).
     check_files: report every path that is not an existing file, together, in one ManifestError.
+    base: the folder relative paths are taken from (default: the manifest's folder).
     Returns the rows in file order with FID/IID (and view/split) as strings, frame columns as
     ints (None where empty) and path columns as absolute, normalised paths (relative ones are
     taken from the manifest's folder).
@@ -213,7 +215,7 @@ def read_manifest(path, *, path_columns: Sequence[str] | None = None, check_file
             df[col] = df[col].map(lambda v: v if pd.isna(v) else str(v).strip()).astype(object)
     _check_split(df, path, ManifestError)
     _check_frames(df, _frame_columns(path_columns), path)
-    base = path.resolve().parent
+    base = path.resolve().parent if base is None else Path(os.fspath(base))
     for col in path_columns:
         df[col] = _resolve(df[col], base)
     empty = df["path"].isna()
