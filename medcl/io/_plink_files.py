@@ -1,4 +1,5 @@
-"""Checks and text parsing for PLINK 1 filesets, run before any genotype is decoded.
+"""Checks and text parsing for PLINK 1 filesets, run before any genotype is decoded (and one,
+:func:`check_trailing_hom_a1`, on the decoded matrix).
 
 Everything here raises :class:`~medcl.errors.PlinkError` naming the file and the fix.
 
@@ -6,10 +7,14 @@ A .fam one line short (or long) cannot always be seen from the .bed size: each S
 ``ceil(n / 4)`` bytes, so ``n`` and ``n - 1`` give the same size unless ``n - 1`` is a
 multiple of 4. :func:`check_padding` catches most of the remaining cases: PLINK writers
 fill the unused 2-bit slots at the end of each SNP's last byte with ``00``, so a non-zero
-slot means a real individual the .fam does not list.
+slot means a real individual the .fam does not list. The opposite, a .fam with extra line(s)
+that still fit the last byte (37 -> 38 individuals), makes the extra individual read the zero
+padding as homozygous A1 (code ``00``) at every SNP; :func:`check_trailing_hom_a1` catches it
+when that is implausible for a real person.
 """
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -139,6 +144,56 @@ def check_padding(bed: Path, fam: Path, n: int, snp_index: np.ndarray) -> None:
             f"(in the padding bits of {bad} of {len(snp_index)} SNPs read): the .fam is probably "
             f"missing individuals (one line short?)", path=bed,
             fix=f"use the .fam written with this .bed; {_REGENERATE}")
+
+
+HOM_A1_EVIDENCE = 30.0  # flag at odds of 1 in 10**30 that a real person is homozygous A1 at every SNP read
+_BLOCK_VALUES = 2**24   # values per block when summing the others' alleles (64 MiB of float32)
+
+
+def check_trailing_hom_a1(values: np.ndarray, counted_allele: str, bed: Path, fam: Path) -> None:
+    """Raise if the last .fam individual(s) look like padding: homozygous A1 at every SNP read.
+
+    values: (N, M) decoded counts of ``counted_allele`` (NaN missing), any SNP selection.
+    The rule: the last individual has a non-missing homozygous-A1 call at every one of the M SNPs,
+    and the other individuals make that implausible for a real person. Each SNP j contributes
+    ``-2 log10 p_j``, where p_j is the A1 frequency among the other individuals' calls counting
+    one extra A1 allele, (a_j + 1) / (2 c_j + 1) for a_j A1 alleles in c_j called individuals:
+    a SNP where nobody else carries another allele adds nothing, and a few people count little.
+    The sum is -log10 of the probability that a real person (Hardy-Weinberg, independent SNPs)
+    is homozygous A1 at all of them; the fileset is refused when it reaches HOM_A1_EVIDENCE (30).
+    So a handful of SNPs, or SNPs where A1 is nearly fixed, never trigger it (e.g. 37 random
+    individuals need some 50 SNPs of common variants). Cost: one row compare; the column sums
+    run only when the last individual is homozygous A1 everywhere, in blocks, stopping early.
+    """
+    n, m = values.shape
+    hom = np.float32(2.0 if counted_allele == "a1" else 0.0)
+    if n < 2 or m == 0 or not np.all(values[n - 1] == hom):  # NaN (missing) compares unequal
+        return
+    last_byte = 4 * (bytes_per_snp(n) - 1)                  # the padding can only hide in the last byte
+    k = 1
+    while n - k - 1 >= max(last_byte, 1) and np.all(values[n - k - 1] == hom):
+        k += 1
+    others = values[:n - k]                                 # (N - k, M)
+    evidence, step = 0.0, max(1, _BLOCK_VALUES // max(n - k, 1))
+    for lo in range(0, m, step):
+        block = others[:, lo:lo + step]                     # (N - k, B)
+        called = np.count_nonzero(block == block, axis=0)   # (B,) non-missing calls
+        a1 = np.nansum(block, axis=0, dtype=np.float64)     # (B,) counted alleles
+        if counted_allele == "a2":
+            a1 = 2.0 * called - a1
+        evidence -= 2.0 * float(np.sum(np.log10((a1 + 1.0) / (2.0 * called + 1.0))))
+        if evidence >= HOM_A1_EVIDENCE:
+            break
+    if evidence < HOM_A1_EVIDENCE:
+        return
+    who = "individual" if k == 1 else f"{k} individuals"
+    raise PlinkError(
+        f"the last {who} in {fam.name} read(s) as homozygous A1 at every one of the {m} SNPs read, as the zero "
+        f"padding bits after the last individual of each SNP in {bed.name} do (for a real person, probability "
+        f"under 1e-{math.floor(min(evidence, 999))} given the other individuals' calls): "
+        f"{fam.name} probably has {k} line(s) more than {bed.name} holds", path=fam,
+        fix=f"remove the extra line(s) from {fam.name} (added or duplicated individuals?), or use the .fam "
+            f"written with this .bed; {_REGENERATE}")
 
 
 def _decode_table(counted_allele: str) -> np.ndarray:

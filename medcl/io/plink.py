@@ -16,7 +16,11 @@ Validation (before any genotype is decoded; see :mod:`medcl.io._plink_files`)
 Missing .bed/.bim/.fam, malformed lines, duplicate FID/IID pairs (individuals are keyed by
 the pair; one IID in two families is allowed), wrong magic, individual-major mode, a .bed
 whose size is not exactly ``3 + n_snps * ceil(n / 4)``, and genotype codes in the padding
-bits after the last .fam individual (a .fam one line short that the size cannot show).
+bits after the last .fam individual (a .fam one line short that the size cannot show). After
+decoding, a last individual homozygous A1 at every SNP read, where the others make that
+implausible, is refused as padding read through an extra .fam line (see
+:func:`medcl.io._plink_files.check_trailing_hom_a1`; the same rule whatever the engine, chunk size
+or selection, judged on the SNPs read).
 """
 from __future__ import annotations
 
@@ -31,7 +35,8 @@ import pandas as pd
 
 from medcl.errors import PlinkError
 from medcl.io._bed_write import write_plink
-from medcl.io._plink_files import check_bed, check_padding, decode_bed, fileset_paths, read_bim, read_fam
+from medcl.io._plink_files import (check_bed, check_padding, check_trailing_hom_a1, decode_bed, fileset_paths, read_bim,
+                                   read_fam)
 from medcl.io.genotype_stats import GenotypeStats
 
 __all__ = ["Genotypes", "SnpSelection", "GenotypeStats", "read_genotypes", "write_plink"]
@@ -199,6 +204,7 @@ def read_genotypes(prefix: PathLike, *, counted_allele: str = "a1", snps: SnpSel
         values = decode_bed(bed, n, m, idx, counted_allele, int(chunk_size))
     else:
         values = _read_with_pandas_plink(bed, bim_path, fam_path, n, m, idx, counted_allele, int(chunk_size))
+    check_trailing_hom_a1(values, counted_allele, bed, fam_path)
     sel = bim.iloc[idx]
 
     def strings(col) -> np.ndarray:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import tracemalloc
+from pathlib import Path
 
 import bed_reader
 import numpy as np
@@ -266,6 +267,78 @@ def test_fam_one_line_short_invisible_when_dropped_person_is_all_hom_a1(tmp_path
     write_plink(tmp_path / "x", genotypes=g, **meta(10, 5))
     _drop_last_fam_line(tmp_path / "x")
     np.testing.assert_array_equal(read_genotypes(tmp_path / "x").values, g[:-1])
+
+
+@pytest.fixture(scope="module")
+def demo_plink(tmp_path_factory):
+    """The demo cohort's fileset (120 people, 400 common SNPs, A1 the minor allele), fresh seed."""
+    from medcl.demo.cohort import PLINK_PREFIX, DemoConfig, _write_plink, make_plan
+
+    seed = int.from_bytes(os.urandom(3), "little")
+    print(f"demo seed {seed}")
+    root = tmp_path_factory.mktemp("demo")
+    _write_plink(root, make_plan(120, 400, seed, DemoConfig()))
+    return root / PLINK_PREFIX
+
+
+def _subset(prefix, g, n, extra=0, genotypes=None):
+    """The first n people of Genotypes g as a fileset, plus ``extra`` .fam lines the .bed lacks."""
+    write_plink(prefix, g.fid[:n], g.iid[:n], g.snp, g.chrom, g.pos, g.a1, g.a2,
+                g.values[:n] if genotypes is None else genotypes)
+    with open(f"{prefix}.fam", "a") as fh:
+        fh.writelines(f"EXTRA X{i} 0 0 0 -9\n" for i in range(extra))
+
+
+def test_real_filesets_are_accepted(demo_plink):
+    paths = [demo_plink]
+    try:  # pandas-plink's example filesets, where its wheel ships them
+        from pandas_plink import get_data_folder
+        paths += sorted(p.with_suffix("") for p in Path(get_data_folder()).glob("*.bed"))
+    except ImportError:
+        pass
+    for prefix in paths:
+        for engine in ENGINES:
+            for allele in ("a1", "a2"):
+                for snps in (None, SnpSelection(stride=3, offset=1)):
+                    g = read_genotypes(prefix, counted_allele=allele, engine=engine, snps=snps, chunk_size=64)
+                    assert g.values.shape[0] == len(g.iid)
+
+
+@pytest.mark.parametrize("extra", [1, 2])
+@pytest.mark.parametrize("engine", ENGINES)
+def test_fam_extra_line_reading_the_padding(tmp_path, demo_plink, extra, engine):
+    """37 people in the .bed, 37 + extra in the .fam: ceil(n / 4) and so the .bed size are
+    unchanged, and the extra people read the zero padding as homozygous A1 at every SNP."""
+    g = read_genotypes(demo_plink)
+    _subset(tmp_path / "x", g, 37, extra)
+    for allele in ("a1", "a2"):
+        for chunk_size in (64, 10_000):
+            for snps in (None, SnpSelection(stride=2), SnpSelection(chromosomes=[g.chrom[0]])):
+                with pytest.raises(PlinkError) as err:
+                    read_genotypes(tmp_path / "x", counted_allele=allele, engine=engine, chunk_size=chunk_size,
+                                   snps=snps)
+                msg = str(err.value)
+                assert str(tmp_path / "x.fam") in msg and "x.bed" in msg, msg
+                assert f"has {extra} line(s) more" in msg and "homozygous A1" in msg and "remove" in msg, msg
+    _subset(tmp_path / "y", g, 37)  # the same people without the extra line(s) are read
+    np.testing.assert_array_equal(read_genotypes(tmp_path / "y", engine=engine).values, g.values[:37])
+
+
+def test_fam_extra_line_needs_evidence(tmp_path, demo_plink, rng):
+    """Homozygous A1 everywhere is refused only where a real person would hardly be: not over a
+    few SNPs, nor where the others carry no other allele."""
+    g = read_genotypes(demo_plink)
+    _subset(tmp_path / "x", g, 37, 1)
+    few = SnpSelection(ids=list(g.snp[:5]))
+    assert np.all(read_genotypes(tmp_path / "x", snps=few).values[-1] == 2)
+    fixed = np.full((37, len(g.snp)), 2.0, dtype=np.float32)         # A1 fixed in everyone
+    fixed[rng.random(fixed.shape) < 0.1] = np.nan
+    _subset(tmp_path / "z", g, 37, 1, genotypes=fixed)
+    assert np.all(read_genotypes(tmp_path / "z").values[-1] == 2)
+    tiny = write_ours(tmp_path / "t", rng, 5, 12)                     # 5 people, 12 SNPs
+    tiny[-1] = 2
+    write_plink(tmp_path / "t", genotypes=tiny, **meta(5, 12))
+    np.testing.assert_array_equal(read_genotypes(tmp_path / "t").values, tiny)
 
 
 def test_duplicate_fid_iid(tmp_path, rng):
