@@ -183,9 +183,13 @@ def test_cli_default_is_the_library_default():
     assert CLI_FITS == FITS and CLI_FITS[0] == DEFAULT_FIT
 
 
-def test_pretrain_records_fit_and_embed_uses_it(tmp_path, gen, caplog):
+@pytest.mark.slow
+def test_pretrain_records_fit_and_embed_and_finetune_use_it(tmp_path, gen, capsys, monkeypatch):
+    import medcl.data.fit as fit_module
     from medcl.cli import main
     from medcl.train.export import load_weights
+
+    monkeypatch.setattr(fit_module, "_said", set())
 
     n = 24
     shapes = [_frame(gen, portrait=bool(k % 3 == 0)) for k in range(n)]
@@ -195,12 +199,22 @@ def test_pretrain_records_fit_and_embed_uses_it(tmp_path, gen, caplog):
     assert main(["pretrain", "--method", "simclr", "--data", str(manifest), "--out", str(run), "--fit", "crop",
                  "--epochs", "1", "--arch", "resnet18", "--width", "0.125", "--image-size", "32", "--batch-size", "8",
                  "--workers", "0", "--head-hidden", "16", "--proj-dim", "8", "--device", "cpu"]) == 0
+    assert "non-square images are centre-cropped" in capsys.readouterr().err
     assert yaml.safe_load((run / "config.yaml").read_text())["fit"] == "crop"
     assert load_weights(run / "encoder.safetensors")[1]["preprocessing"]["fit"] == "crop"
     emb = {}
-    for name, extra in (("inherit", []), ("crop", ["--fit", "crop"]), ("pad", ["--fit", "pad"])):
+    for name, extra in (("inherit", []), ("crop", ["--fit", "crop"])):     # crop and pad differ (tests above)
         out = tmp_path / f"emb_{name}.npy"
         assert main(["embed", str(run / "encoder.safetensors"), "--data", str(manifest), "--out", str(out),
                      "--format", "npy", "--workers", "0", "--device", "cpu", *extra]) == 0
         emb[name] = np.load(out)
-    assert np.array_equal(emb["inherit"], emb["crop"]) and not np.allclose(emb["inherit"], emb["pad"])
+    assert np.array_equal(emb["inherit"], emb["crop"])
+    labels = tmp_path / "labels.csv"
+    pd.DataFrame({"FID": [f"F{k}" for k in range(n)], "IID": [f"I{k}" for k in range(n)],
+                  "y": [k % 2 for k in range(n)]}).to_csv(labels, index=False)
+    out = tmp_path / "ft"
+    assert main(["finetune", str(run / "checkpoints" / "last.pt"), "--data", str(manifest), "--labels", str(labels),
+                 "--target", "y", "--fractions", "1", "--repeats", "1", "--baseline", "none", "--out", str(out),
+                 "--workers", "0", "--device", "cpu"]) == 0
+    import json
+    assert json.loads((out / "metrics.json").read_text())["config"]["fit"] == "crop"
