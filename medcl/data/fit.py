@@ -74,8 +74,10 @@ def announce(fit: str) -> None:
 def run_fit(meta: dict, weights) -> tuple[str, str]:
     """(fit, where it came from) of the pretraining run that wrote ``weights``: its metadata
     (``preprocessing.fit``), else ``config.yaml`` of the run folder the file lies in
-    (RUN/encoder.safetensors, RUN/checkpoints/*.pt), else the default."""
-    fit = ((meta or {}).get("preprocessing") or {}).get("fit")
+    (RUN/encoder.safetensors, RUN/checkpoints/*.pt), else the default. Weights whose
+    preprocessing record has no fit come from a medcl before --fit, which squashed."""
+    preprocessing = (meta or {}).get("preprocessing")
+    fit = (preprocessing or {}).get("fit")
     if fit in FITS:
         return fit, "the weights' metadata"
     here = Path(weights).resolve().parent
@@ -90,4 +92,6 @@ def run_fit(meta: dict, weights) -> tuple[str, str]:
             if fit in FITS:
                 return fit, str(path)
             break
+    if preprocessing:
+        return "squash", "weights written before --fit existed"
     return DEFAULT_FIT, "the default"

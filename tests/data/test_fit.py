@@ -171,11 +171,14 @@ def test_run_fit_reads_the_weights_then_the_run_config(tmp_path):
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     weights, ckpt = run / "encoder.safetensors", run / "checkpoints" / "last.pt"
-    assert run_fit({"preprocessing": {"fit": "squash"}}, weights) == ("squash", "the weights' metadata")
-    assert run_fit({"preprocessing": {}}, weights) == (DEFAULT_FIT, "the default")
+    assert run_fit({"preprocessing": {"fit": "crop"}}, weights) == ("crop", "the weights' metadata")
+    assert run_fit({}, weights) == (DEFAULT_FIT, "the default")
+    assert run_fit({"preprocessing": {"image_size": 32}}, weights)[0] == "squash"       # medcl before --fit
     (run / "config.yaml").write_text(yaml.safe_dump({"image_size": 32, "fit": "crop"}))
-    assert run_fit({"preprocessing": {}}, weights)[0] == "crop"
+    assert run_fit({"preprocessing": {"image_size": 32}}, weights)[0] == "crop"
     assert run_fit({}, ckpt)[0] == "crop"                                              # RUN/checkpoints/*.pt
+    (run / "config.yaml").write_text(yaml.safe_dump({"image_size": 32, "fit": "sideways"}))
+    assert run_fit({}, ckpt)[0] == DEFAULT_FIT
 
 
 def test_cli_default_is_the_library_default():
