@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 
 import click
@@ -85,6 +86,9 @@ def app(ctx: click.Context, verbose: int, quiet: bool) -> None:
     _verbosity = -1 if quiet else verbose
     ctx.obj = {"verbosity": _verbosity}
     _setup_logging(_verbosity)
+    if os.environ.get("RANK", "0") == "0":  # once, not from every process of a DDP run
+        from medcl.cli.options import warn_unknown_env
+        warn_unknown_env(ctx)
 
 
 def main(argv: list[str] | None = None) -> int:

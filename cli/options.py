@@ -121,3 +121,53 @@ def resolve_device(spec: str):
         return resolve(spec)
     except ConfigError as exc:
         raise click.BadParameter(str(exc), param_hint="--device") from None
+
+
+# MEDCL_* variables medcl reads that are not command options: the demo cohort's cache, the op
+# backend, the build's CUDA switch, the key of hashed patient IDs. Add a name here when code
+# starts reading one, or users who set it get a warning.
+NON_OPTION_ENV = ("MEDCL_CACHE_DIR", "MEDCL_BACKEND", "MEDCL_CUDA", "MEDCL_ID_KEY")
+
+
+def option_env_names(ctx: click.Context) -> set[str]:
+    """Every environment variable Click reads for an option of the group or of any command
+    (an option's own envvar, else MEDCL_<COMMAND>_<OPTION> from auto_envvar_prefix)."""
+    group = ctx.command
+    names: set[str] = set()
+
+    def add(params, prefix: str) -> None:
+        for p in params:
+            if not isinstance(p, click.Option) or not p.name:
+                continue
+            if p.envvar:
+                names.update([p.envvar] if isinstance(p.envvar, str) else p.envvar)
+            elif p.allow_from_autoenv:
+                names.add(f"{prefix}_{p.name.upper()}")
+
+    add(group.params, "MEDCL")
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        if command is not None:
+            add(command.params, f"MEDCL_{name.upper().replace('-', '_')}")
+    return names
+
+
+def warn_unknown_env(ctx: click.Context, environ=None) -> list[str]:
+    """One warning per MEDCL_* variable that nothing reads (a misspelt option, most likely),
+    naming the closest valid name. Returns the unknown names."""
+    import difflib
+    import logging
+    import os
+
+    environ = os.environ if environ is None else environ
+    candidates = sorted(k for k in environ if k.startswith("MEDCL_") and k not in NON_OPTION_ENV)
+    if not candidates:
+        return []
+    valid = option_env_names(ctx) | set(NON_OPTION_ENV)
+    unknown = [k for k in candidates if k not in valid]
+    log = logging.getLogger("medcl")
+    for name in unknown:
+        close = difflib.get_close_matches(name, sorted(valid), n=1, cutoff=0.8)
+        hint = f"; did you mean {close[0]}?" if close else " (options are MEDCL_<COMMAND>_<OPTION>, e.g. MEDCL_PRETRAIN_EPOCHS)"
+        log.warning("environment variable %s is not a medcl setting and is ignored%s", name, hint)
+    return unknown

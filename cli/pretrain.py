@@ -31,8 +31,9 @@ def _csv(ctx, param, value):
 @click.option("--width", type=float, default=1.0, show_default=True, help="Channel width factor (0.25 for CPU).")
 @click.option("--image-size", type=int, default=224, show_default=True, help="Input size in pixels.")
 @fit_option()
-@click.option("--batch-size", type=int, default=64, show_default=True, help="Images per process per micro-batch.")
-@click.option("--epochs", type=int, default=10, show_default=True)
+@click.option("--batch-size", type=int, default=64, show_default=True,
+              help="Images per process per micro-batch (contig: 2 or more; simclr, swav: 2 or more in all).")
+@click.option("--epochs", type=int, default=10, show_default=True, help="Passes over the training split (1 or more).")
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Peak learning rate.")
 @click.option("--weight-decay", type=float, default=1e-4, show_default=True)
 @click.option("--warmup-epochs", type=float, default=1.0, show_default=True)
@@ -81,10 +82,12 @@ def _csv(ctx, param, value):
               help="Where DICOM decode and augmentation run: gpu (workers only read bytes; the default on a "
               "CUDA device) or cpu (medcl's C++ kernels in the DataLoader workers).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--log-every", type=int, default=10, show_default=True, help="Steps between log lines.")
+@click.option("--log-every", type=int, default=10, show_default=True,
+              help="Steps between metrics.csv rows (and step log lines with -v; else one line per epoch).")
 @click.option("--checkpoint-every", type=int, default=0, show_default=True,
               help="Steps between checkpoints (0: end of each epoch).")
-@click.option("--resume", help="auto (newest checkpoint in OUT) or a checkpoint path.")
+@click.option("--resume", help="auto (newest checkpoint in OUT) or a checkpoint path; options not given "
+              "are the run's (config.yaml).")
 @click.option("--init-from", type=click.Path(dir_okay=False), help="Start a new run from these weights.")
 @click.option("--max-bad-fraction", type=float, default=0.01, show_default=True,
               help="Stop when more than this fraction of samples cannot be read.")
@@ -96,8 +99,15 @@ def command(**opts) -> None:
     puzzle solves multimodal jigsaw puzzles through the Sinkhorn operator.
 
     Runs on one process, or one per GPU under torchrun or srun (DDP; negatives span the global
-    batch). SIGTERM/SIGUSR1 checkpoint and exit 143; --resume auto continues exactly.
+    batch). Ctrl-C (SIGINT) checkpoints after the step and exits 130 (twice: at once, no
+    checkpoint); SIGTERM/SIGUSR1 checkpoint and exit 143. --resume auto --out RUN continues
+    exactly with the run's config.yaml; options given again must match it, except --epochs
+    (the schedule is recomputed and recorded), --batch-size (same global batch), --device,
+    --workers, --decode, --log-every, --checkpoint-every and --max-bad-fraction.
+    Writes OUT/curves.png (loss and validation curves) at each epoch's end.
     """
     from medcl.pretrain import PretrainConfig, run_pretrain
 
-    run_pretrain(PretrainConfig.from_options(**opts))
+    ctx = click.get_current_context()
+    given = {k for k in opts if ctx.get_parameter_source(k) is not click.core.ParameterSource.DEFAULT}
+    run_pretrain(PretrainConfig.from_options(**opts), given=given)

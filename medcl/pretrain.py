@@ -14,6 +14,7 @@ the metadata saved with the weights; everything else (loaders, Trainer, export) 
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from medcl.data.fit import DEFAULT_FIT
 from medcl.device import resolve_device
 from medcl.errors import ConfigError
 from medcl.methods._config import plain
+from medcl.train.summary import comments
 
 log = logging.getLogger("medcl")
 
@@ -247,8 +249,13 @@ def _puzzle(cfg: PretrainConfig, info, source):
 BUILDERS = {"contig": _contig, "simclr": _simclr, "swav": _swav, "puzzle": _puzzle}
 
 
-def run_pretrain(cfg: PretrainConfig):
-    """Trains, checkpoints and exports; returns the Trainer's result."""
+def run_pretrain(cfg: PretrainConfig, given: set[str] | None = None):
+    """Trains, checkpoints and exports; returns the Trainer's result.
+
+    ``given``: the options the user set (the CLI passes them; None: all). With --resume the others
+    are taken from the run's config.yaml, and those given must agree with it (:func:`resume_settings`).
+    Nothing is written to the run folder until every check and the set-up have passed.
+    """
     import yaml
 
     from medcl.data import BadSampleLog, make_loader
@@ -256,11 +263,15 @@ def run_pretrain(cfg: PretrainConfig):
     from medcl.train import distributed as D
     from medcl.train.export import export_weights, load_weights
 
+    if cfg.resume:
+        cfg = resume_settings(cfg, {f.name for f in fields(PretrainConfig)} if given is None else given)
     cfg = _check_method(cfg)
+    _check_numbers(cfg)
     device = resolve_device(cfg.device)
     info = D.init(device.type)
     if device.type == "cuda" and info.distributed:
         device = torch.device("cuda", info.local_rank)
+    _check_global_batch(cfg, info.world_size)
     cfg = resolve_data(cfg, info.rank)
     decode = _decode_place(cfg, device)
     from medcl.data.sources import open_source
@@ -268,9 +279,6 @@ def run_pretrain(cfg: PretrainConfig):
     run = Path(cfg.out)
     if info.is_main:
         _check_run_folder(run, cfg)
-        run.mkdir(parents=True, exist_ok=True)
-        (run / "config.yaml").write_text(yaml.safe_dump(plain(asdict(cfg)), sort_keys=False))
-    D.barrier()
 
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank (builders draw no other numbers)
     method, train_ds, val_ds, method_meta = BUILDERS[cfg.method](replace(cfg, data=manifest), info, source)
@@ -296,6 +304,9 @@ def run_pretrain(cfg: PretrainConfig):
     if len(loader) == 0:
         raise ConfigError(f"the training split has fewer than {cfg.batch_size * info.world_size} images",
                           fix="lower --batch-size")
+    if info.is_main and len(val_ds) < 2:
+        log.warning("the validation split has %d image(s): no validation loss or retrieval can be computed "
+                    "(assign more individuals to split 'val' in the manifest)", len(val_ds))
 
     def on_device(b: dict, log_bad: bool) -> dict:
         b = _to_device(b, device)
@@ -322,12 +333,23 @@ def run_pretrain(cfg: PretrainConfig):
     trainer = Trainer(method, train_cfg, run, device=device, batches=batches,
                       micro_batches_per_epoch=len(loader), validate=validate,
                       batch_size=lambda b: int(b.get("n", len(b.get("index", [])))),
-                      extra_state=meta)
+                      extra_state=meta,
+                      min_batch=type(method).min_batch, global_batch=cfg.batch_size * info.world_size,
+                      title=f"{cfg.method}, {cfg.arch} ×{cfg.width:g}, {cfg.image_size} px")
     try:
-        result = trainer.fit(resume=cfg.resume)
+        if cfg.resume:
+            trainer.restore(cfg.resume)  # refuses a checkpoint of another model or batch, before any write
+        if info.is_main:  # set-up done: only now does the run folder get its first file
+            run.mkdir(parents=True, exist_ok=True)
+            (run / "config.yaml").write_text(yaml.safe_dump(plain(asdict(cfg)), sort_keys=False))
+        D.barrier()
+        result = trainer.fit()
         if info.is_main:
             export_weights(method.state_dict(), run / "encoder.safetensors", meta)
-            log.info("done: %d steps; weights in %s", result.steps, run / "encoder.safetensors")
+            log.info("done: %d steps; weights in %s, curves in %s", result.steps, run / "encoder.safetensors",
+                     run / "curves.png")
+            for line in comments(result.history):
+                log.warning("%s", line)
     finally:
         D.shutdown()
     return result
@@ -341,6 +363,99 @@ def _decode_place(cfg: PretrainConfig, device: torch.device) -> str:
         raise ConfigError(f"--decode gpu needs a CUDA device, and this run is on {device.type}",
                           fix="use --decode cpu, or --device cuda")
     return "gpu" if cfg.decode == "gpu" or (cfg.decode == "auto" and device.type == "cuda") else "cpu"
+
+
+# Options that may differ from the run's config.yaml on --resume: where and how verbosely the run
+# goes, and its length (the schedule is recomputed; the engine refuses fewer epochs than begun).
+# --batch-size may change only where the global batch stays (more processes, each with fewer
+# images): the engine compares the global batch and the steps per epoch with the checkpoint's.
+FREE_ON_RESUME = ("resume", "init_from", "device", "workers", "decode", "log_every", "checkpoint_every",
+                  "max_bad_fraction", "epochs", "batch_size")
+_PATHS = ("data", "genotypes", "prs", "burden", "snp_ids")
+
+
+def _run_config_file(cfg: PretrainConfig) -> Path | None:
+    """The config.yaml of the run being resumed: OUT's, or that of the checkpoint's own run."""
+    if str(cfg.resume) != "auto":
+        ck = Path(cfg.resume)
+        if ck.parent.name == "checkpoints" and (ck.parent.parent / "config.yaml").is_file():
+            return ck.parent.parent / "config.yaml"
+    path = Path(cfg.out) / "config.yaml"
+    return path if path.is_file() else None
+
+
+def _same(name: str, a, b) -> bool:
+    if name in _PATHS and isinstance(a, str) and isinstance(b, str):
+        return os.path.abspath(os.path.expanduser(a)) == os.path.abspath(os.path.expanduser(b))
+    return a == b
+
+
+def resume_settings(cfg: PretrainConfig, given) -> PretrainConfig:
+    """--resume: the run's config.yaml fills every option not in ``given``; an option given with
+    another value than the run's is refused (ConfigError listing them) unless it is one of
+    FREE_ON_RESUME. Without a config.yaml (a fresh --out) ``cfg`` is returned as it is."""
+    import yaml
+
+    path = _run_config_file(cfg)
+    if path is None:
+        return cfg
+    try:
+        stored = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read the run's configuration ({type(exc).__name__})", path=path,
+                          fix="restore the file, or start a new run with another --out") from None
+    names = {f.name for f in fields(PretrainConfig)}
+    stored = {k: v for k, v in stored.items() if k in names and k not in ("out", "resume")}
+    now = plain(asdict(cfg))
+    differ = [k for k, v in stored.items() if k in given and k not in FREE_ON_RESUME and not _same(k, now[k], v)]
+    if differ:
+        listed = ", ".join(f"--{k.replace('_', '-')} {_show(now[k])} (the run has {_show(stored[k])})" for k in differ)
+        raise ConfigError(f"--resume: options differ from the run's: {listed}", path=path,
+                          fix="leave them out to use the run's values, or start a new run from its weights with "
+                              f"--init-from {Path(path).parent / 'encoder.safetensors'} --out NEW_RUN; only --epochs, "
+                              "--batch-size (same global batch), --device, --workers, --decode, --log-every, "
+                              "--checkpoint-every and --max-bad-fraction may change on resume")
+    return replace(cfg, **{k: tuple(v) if isinstance(v, list) else v for k, v in stored.items() if k not in given})
+
+
+def _show(v) -> str:
+    return ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+
+
+def _check_numbers(cfg: PretrainConfig) -> None:
+    """Refuses settings that would train nothing or train on nonsense (before anything is read)."""
+    if cfg.epochs < 1:
+        raise ConfigError(f"--epochs {cfg.epochs}: a run needs at least 1 epoch "
+                          "(0 would export the random initial weights as pretrained)", fix="use --epochs 1 or more")
+    for name, low in (("accumulate", 1), ("log_every", 1), ("checkpoint_every", 0), ("workers", 0)):
+        if getattr(cfg, name) < low:
+            raise ConfigError(f"--{name.replace('_', '-')} {getattr(cfg, name)} must be at least {low}")
+    if not cfg.lr > 0:
+        raise ConfigError(f"--lr {cfg.lr} must be positive")
+    need = _method_class(cfg.method).min_batch
+    if cfg.batch_size < need:
+        raise ConfigError(f"--batch-size {cfg.batch_size} is too small for {cfg.method}: it needs at least {need} "
+                          "images per process (BatchNorm over the batch, and negatives for the contrastive loss)",
+                          fix=f"use --batch-size {need} or more; contrastive methods learn best with 64 or more")
+
+
+def _check_global_batch(cfg: PretrainConfig, world_size: int) -> None:
+    need = _method_class(cfg.method).min_global_batch
+    if cfg.batch_size * world_size < need:
+        procs = f" × {world_size} processes" if world_size > 1 else ""
+        raise ConfigError(f"--batch-size {cfg.batch_size}{procs} is too small for {cfg.method}: a batch needs at least "
+                          f"{need} images, or each image has no other to be told apart from and the loss means "
+                          "nothing (a loss of 0)",
+                          fix=f"use --batch-size {-(-need // world_size)} or more; contrastive methods learn best "
+                              "with 64 or more")
+
+
+def _method_class(name: str):
+    from medcl.methods.contig import ContigMethod
+    from medcl.methods.puzzle import PuzzleMethod
+    from medcl.methods.simclr import SimCLRMethod
+    from medcl.methods.swav import SwAVMethod
+    return {"contig": ContigMethod, "simclr": SimCLRMethod, "swav": SwAVMethod, "puzzle": PuzzleMethod}[name]
 
 
 def _check_run_folder(run: Path, cfg: PretrainConfig) -> None:

@@ -4,7 +4,9 @@
         for ...: p.update(done)
 
 Long jobs in scripts and batch queues get plain, greppable lines (``medcl: images 400/1300
-(31%) 12.5/s ETA 0:01:12``) instead of carriage-return bars in their log files.
+(31%) 12.5/s ETA 0:01:12``) instead of carriage-return bars in their log files. While a bar is
+shown, the "medcl" logger's console lines go through ``tqdm.write`` (tqdm's own
+``logging_redirect_tqdm``), so a log line prints above the bar instead of glued onto it.
 """
 from __future__ import annotations
 
@@ -33,16 +35,21 @@ class Progress:
         self.stage, self.total, self.every_s, self.every_n = stage, max(int(total), 0), every_s, every_n
         self.done = self._start = self._last_n = int(start)
         self._t0 = self._last = time.monotonic()
-        self._bar = None
+        self._bar = self._redirect = None
         if bar is None:
             bar = sys.stderr.isatty()
         if bar:
             try:
                 from tqdm import tqdm
-                self._bar = tqdm(total=self.total, initial=self.done, desc=stage, unit="it", leave=False,
-                                 dynamic_ncols=True)
+                from tqdm.contrib.logging import logging_redirect_tqdm
             except ImportError:
-                self._bar = None
+                return
+            self._bar = tqdm(total=self.total, initial=self.done, desc=stage, unit="it", leave=False,
+                             dynamic_ncols=True)
+            if any(isinstance(h, logging.StreamHandler) and h.stream in (sys.stdout, sys.stderr)
+                   for h in log.handlers):  # the CLI's console handler (not a library caller's root logging)
+                self._redirect = logging_redirect_tqdm(loggers=[log])
+                self._redirect.__enter__()
 
     def update(self, done: int, total: int | None = None, postfix: str = "") -> None:
         """Progress is now ``done``; ``postfix`` (e.g. "loss 0.31 lr 1e-3") goes on the bar or line."""
@@ -71,6 +78,9 @@ class Progress:
 
     def close(self) -> float:
         """Ends the stage; returns its seconds."""
+        if self._redirect is not None:
+            self._redirect.__exit__(None, None, None)
+            self._redirect = None
         if self._bar is not None:
             self._bar.close()
             self._bar = None

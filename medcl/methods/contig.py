@@ -34,6 +34,9 @@ class ContigConfig(DictConfig):
 
 
 class ContigMethod(nn.Module):
+    min_batch = 2         # images per process in a training batch: BatchNorm1d over the rows (heads, genetic encoders)
+    min_global_batch = 2  # InfoNCE: one partner and at least one negative per image
+
     def __init__(self, cfg: ContigConfig, genetic_dims: dict[str, int]):
         super().__init__()
         missing = [m for m in cfg.modalities if m not in genetic_dims]
@@ -69,8 +72,9 @@ class ContigMethod(nn.Module):
             {m: [] for m in self.cfg.modalities}, []
         for batch in batches:
             zi, zm, present = self.project(batch)
-            total, _ = self.loss(loss_input(zi), {m: loss_input(z) for m, z in zm.items()}, present)
-            losses.append(float(total))
+            if zi.shape[0] >= self.min_global_batch:  # a last batch of one image has no negatives: loss 0
+                total, _ = self.loss(loss_input(zi), {m: loss_input(z) for m, z in zm.items()}, present)
+                losses.append(float(total))
             zi_all.append(zi.float().cpu())
             person_all.append(batch["person"].cpu())
             for m in self.cfg.modalities:
@@ -78,7 +82,7 @@ class ContigMethod(nn.Module):
                 present_all[m].append(present[m].cpu())
         if not zi_all:
             return {}
-        out = {"val_loss": sum(losses) / len(losses)}
+        out = {"val_loss": sum(losses) / len(losses)} if losses else {}
         zi, person = torch.cat(zi_all), torch.cat(person_all)
         for m in self.cfg.modalities:
             z, ok = torch.cat(zm_all[m]), torch.cat(present_all[m])

@@ -76,6 +76,8 @@ class PuzzleMethod(nn.Module):
     {"loss", "tile_accuracy"} (the latter by row-wise argmax, detached).
     """
 
+    min_batch = min_global_batch = 1  # each puzzle is its own problem; its N tiles fill the BatchNorms
+
     def __init__(self, cfg: PuzzleConfig):
         super().__init__()
         if cfg.loss not in KINDS:

@@ -42,6 +42,9 @@ def view_retrieval(z: torch.Tensor) -> dict[str, float]:
 
 
 class SimCLRMethod(nn.Module):
+    min_batch = 1         # images per process in a training batch (the head sees 2 views of each)
+    min_global_batch = 2  # NT-Xent: with one image its two views have no negatives and the loss is 0
+
     def __init__(self, cfg: SimCLRConfig):
         super().__init__()
         self.cfg = cfg
@@ -60,9 +63,10 @@ class SimCLRMethod(nn.Module):
         losses, zs = [], []
         for batch in batches:
             z = loss_input(project_views(self.image_encoder, self.head, batch["views"]))
-            if z.shape[0] >= 1:
+            if z.shape[0] >= self.min_global_batch:  # a last batch of one image has no negatives: loss 0
                 losses.append(float(self.loss(z[:, 0], z[:, 1])))
-                zs.append(z.cpu())
+            zs.append(z.cpu())
         if not zs:
             return {}
-        return {"val_loss": sum(losses) / len(losses), **view_retrieval(torch.cat(zs))}
+        loss = {"val_loss": sum(losses) / len(losses)} if losses else {}
+        return {**loss, **view_retrieval(torch.cat(zs))}

@@ -42,6 +42,9 @@ class SwAVConfig(DictConfig):
 
 
 class SwAVMethod(nn.Module):
+    min_batch = 1         # images per process in a training batch
+    min_global_batch = 2  # Sinkhorn-Knopp spreads a batch over the prototypes: one image gets uniform codes
+
     def __init__(self, cfg: SwAVConfig):
         super().__init__()
         if cfg.prototypes < 1 or cfg.queue_length < 0:
@@ -102,8 +105,10 @@ class SwAVMethod(nn.Module):
         c = self._prototypes(False)
         for batch in batches:
             crops = self._embed(batch)
-            losses.append(float(self.loss([z @ c.T for z in crops])))
+            if crops[0].shape[0] >= self.min_global_batch:  # a last batch of one image: uniform codes
+                losses.append(float(self.loss([z @ c.T for z in crops])))
             zs.append(torch.stack([crops[0], crops[1]], dim=1).cpu())
         if not zs:
             return {}
-        return {"val_loss": sum(losses) / len(losses), **view_retrieval(torch.cat(zs))}
+        loss = {"val_loss": sum(losses) / len(losses)} if losses else {}
+        return {**loss, **view_retrieval(torch.cat(zs))}

@@ -1,4 +1,5 @@
-"""RUN/metrics.csv (always) and RUN/tb/ TensorBoard events (when tensorboard is installed).
+"""RUN/metrics.csv (always) and RUN/tb/ TensorBoard events (when tensorboard is installed; one
+info line says so when it is not).
 
 metrics.csv has one row per logged step; its columns grow when a new metric appears (the file
 is rewritten with the wider header). On resume, rows after the checkpoint's step are dropped
@@ -46,6 +47,8 @@ class MetricsWriter:
                 self._tb = SummaryWriter(log_dir=str(Path(run_dir) / "tb"), purge_step=resume_step)
             except ImportError:
                 self._tb = None
+                log.info("no TensorBoard events in %s: tensorboard is not installed (pip install tensorboard); "
+                         "metrics.csv and curves.png hold the same numbers", Path(run_dir) / "tb")
 
     def _rewrite(self) -> None:
         with open(self.path, "w", newline="") as fh:
