@@ -1,6 +1,6 @@
 """End-to-end fine-tuning for `medcl finetune --mode full`: encoder + linear head, AdamW,
 training views augmented from the full-resolution images, the epoch with the best validation
-score kept for the test."""
+score kept for the test (the last epoch when validation cannot score: ``select=False``)."""
 from __future__ import annotations
 
 import copy
@@ -44,7 +44,7 @@ def _predict(model, loader, device, task):
 
 
 def finetune_full(cfg, cohort, y_person, encoder: nn.Module, size: int, frac: float, seed: int,
-                  device: torch.device) -> dict:
+                  device: torch.device, *, select: bool = True) -> dict:
     from medcl.data import AugmentConfig, ImageDataset, make_loader
     from medcl.data.datasets import collate
 
@@ -83,6 +83,8 @@ def finetune_full(cfg, cohort, y_person, encoder: nn.Module, size: int, frac: fl
             loss.backward()
             opt.step()
         model.eval()
+        if not select:
+            continue
         pred, proba = _predict(model, make_loader(va, cfg.batch_size, shuffle=False, num_workers=cfg.workers,
                                                   collate_fn=_collate_with_target(collate)), device, cfg.task)
         if regression:
@@ -90,7 +92,8 @@ def finetune_full(cfg, cohort, y_person, encoder: nn.Module, size: int, frac: fl
         s = _selection_score(cfg.task, scores(cfg.task, cast(va.y), pred, proba))
         if best is None or (np.isfinite(s) and s > best_score):
             best, best_score = copy.deepcopy(model.state_dict()), s
-    model.load_state_dict(best)
+    if best is not None:
+        model.load_state_dict(best)
     model.eval()
     pred, proba = _predict(model, make_loader(te, cfg.batch_size, shuffle=False, num_workers=cfg.workers,
                                               collate_fn=_collate_with_target(collate)), device, cfg.task)

@@ -1,0 +1,182 @@
+"""The target of ``medcl finetune``: which task its column holds, its classes, and who has a label.
+
+Task inference (``--task`` not given), over the column's non-missing values:
+  text (class names), 2 distinct values             binary (positive class: the second in sorted order)
+  any 2 distinct values (0/1, 1/2, ...)              binary
+  text with 3 or more distinct values                multiclass
+  whole numbers >= 0 with 3..10 distinct values      multiclass (``--task ordinal`` to score them as grades)
+  anything else numeric                              regression
+An explicit ``--task`` must fit the column: binary needs exactly 2 values; multiclass needs
+class names or whole numbers; ordinal needs whole numbers; regression needs numbers. Class
+values are coded 0..K-1 in sorted order.
+"""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from medcl.errors import ConfigError, TableError
+
+log = logging.getLogger("medcl")
+
+TASKS = ("binary", "multiclass", "ordinal", "regression")
+MAX_INFERRED_CLASSES = 10    # whole numbers with more distinct values than this are a regression target
+
+
+@dataclass
+class Target:
+    task: str                # binary | multiclass | ordinal | regression
+    inferred: str            # the task the column looks like
+    classes: list | None     # class values in code order (0..K-1); None for regression
+    y_person: np.ndarray     # (N_people,) float64: class code or value; NaN where unlabelled
+
+
+def _whole(values: np.ndarray) -> bool:
+    return bool(np.all(np.isfinite(values)) and np.all(values == np.round(values)))
+
+
+def describe_column(values: pd.Series) -> str:
+    """Plain words for what a column holds (counts and, for a few classes, the class values)."""
+    v = values.dropna()
+    distinct = pd.unique(v)
+    if v.dtype == object:
+        return f"{len(distinct)} distinct text values"
+    if _whole(v.to_numpy(np.float64)):
+        if len(distinct) <= MAX_INFERRED_CLASSES:
+            return f"{len(distinct)} distinct whole numbers ({', '.join(_fmt(x) for x in sorted(distinct))})"
+        return f"{len(distinct)} distinct whole numbers from {_fmt(v.min())} to {_fmt(v.max())}"
+    return f"{len(distinct)} distinct numbers from {v.min():.3g} to {v.max():.3g}, not all whole"
+
+
+def _fmt(x) -> str:
+    return str(int(x)) if isinstance(x, (float, np.floating)) and float(x).is_integer() else str(x)
+
+
+def infer_task(values: pd.Series) -> str:
+    """The task a label column looks like (see the module docstring)."""
+    v = values.dropna()
+    n = len(pd.unique(v))
+    if n == 2:
+        return "binary"
+    if v.dtype == object:
+        return "multiclass"
+    x = v.to_numpy(np.float64)
+    if _whole(x) and x.min() >= 0 and n <= MAX_INFERRED_CLASSES:
+        return "multiclass"
+    return "regression"
+
+
+def _fits(task: str, values: pd.Series) -> bool:
+    v = values.dropna()
+    text = v.dtype == object
+    if task == "binary":
+        return len(pd.unique(v)) == 2
+    if task == "multiclass":
+        return text or _whole(v.to_numpy(np.float64))
+    if task == "ordinal":
+        return not text and _whole(v.to_numpy(np.float64))
+    return not text
+
+
+def resolve_target(labels: pd.DataFrame, column: str, task: str | None, path) -> Target:
+    """The task for ``column`` of the labels table (inferred, or ``task`` checked against it) and
+    its values coded per individual of ``labels`` (row order kept)."""
+    values = labels[column]
+    v = values.dropna()
+    if len(v) == 0:
+        raise TableError(f"column {column!r} has no values", path=path, fix="fill in the labels or pick another --target")
+    if len(pd.unique(v)) < 2:
+        raise TableError(f"column {column!r} holds one value only: there is nothing to predict", path=path,
+                         fix="pick a column whose values differ between people")
+    inferred = infer_task(values)
+    if task is None:
+        task = inferred
+        log.info("task: %s (inferred from column %s: %s; --task to choose)", task, column, describe_column(values))
+    elif task not in TASKS:
+        raise ConfigError(f"unknown task {task!r}", fix=f"use one of {', '.join(TASKS)}")
+    elif not _fits(task, values):
+        raise ConfigError(f"--task {task} does not fit column {column!r}: it holds {describe_column(values)}, "
+                          f"so it looks like a {inferred} target", path=path,
+                          fix=f"leave out --task to use {inferred}, or pick another --task or --target")
+    if task == "regression":
+        return Target(task, inferred, None, values.to_numpy(np.float64, na_value=np.nan))
+    classes = sorted(pd.unique(v).tolist())
+    code = {c: float(i) for i, c in enumerate(classes)}
+    y = np.array([np.nan if pd.isna(x) else code[x] for x in values], dtype=np.float64)
+    return Target(task, inferred, [_fmt(c) for c in classes], y)
+
+
+def id_shape(value: str) -> str:
+    """The format of an ID without its value: letters → A/a, digits → 9, other characters kept."""
+    return "".join("9" if ch.isdigit() else ("A" if ch.isupper() else "a") if ch.isalpha() else ch for ch in value)
+
+
+def _common_shape(fid: pd.Series, iid: pd.Series) -> str:
+    shapes = Counter(f"{id_shape(f)},{id_shape(i)}" for f, i in zip(fid, iid))
+    return shapes.most_common(1)[0][0] if shapes else "-"
+
+
+def match_labels(people: pd.DataFrame, labels: pd.DataFrame, column: str, y_labels: np.ndarray, path) -> np.ndarray:
+    """(N_people,) label per individual of the cohort (``people``: FID, IID rows), matched on the
+    pair (FID, IID); an error when no labelled individual is in the cohort."""
+    key = pd.MultiIndex.from_frame(labels[["FID", "IID"]])
+    labelled = ~np.isnan(y_labels)
+    series = pd.Series(y_labels, index=key)
+    y = series.reindex(pd.MultiIndex.from_frame(people[["FID", "IID"]])).to_numpy(np.float64)
+    matched = int((~np.isnan(y)).sum())
+    n_labelled = int(labelled.sum())
+    if matched == 0:
+        iid_only = int(np.isin(labels.loc[labelled, "IID"].to_numpy(), people["IID"].to_numpy()).sum())
+        hint = (f"; {iid_only} match on IID alone, so their FID differs from the manifest's" if iid_only else "")
+        raise TableError(
+            f"none of the {n_labelled} labelled IDs (column {column!r}) matches any of the {len(people)} people "
+            f"in the manifest{hint}. IDs in the manifest look like FID,IID = {_common_shape(people['FID'], people['IID'])}, "
+            f"in the labels like {_common_shape(labels['FID'], labels['IID'])} (A letter, 9 digit)",
+            path=path, fix="labels are keyed by the pair FID,IID, spelt exactly as in the manifest")
+    if matched < n_labelled:
+        log.warning("labels: %d of %d labelled IDs match a person in the manifest; the other %d are not used",
+                    matched, n_labelled, n_labelled - matched)
+    return y
+
+
+def split_people(cohort, y_person: np.ndarray, task: str, path) -> dict:
+    """Labelled people (and classes) per split; an error when a split is too small to fit on,
+    select on or score on."""
+    counts = {}
+    for split in ("train", "val", "test"):
+        person = np.unique(cohort.images["person"].to_numpy()[cohort.images_in(split)])
+        person = person[~np.isnan(y_person[person])]
+        counts[split] = {"people": int(len(person)), "distinct": int(len(np.unique(y_person[person])))}
+    c = counts
+    problems = []
+    if c["train"]["people"] < 2:
+        problems.append(f"the train split has {c['train']['people']} labelled people (at least 2 are needed)")
+    elif c["train"]["distinct"] < 2:
+        problems.append(f"every labelled person in the train split has the same {'value' if task == 'regression' else 'class'}")
+    for split in ("val", "test"):
+        if c[split]["people"] == 0:
+            problems.append(f"the {split} split has no labelled people")
+    if problems:
+        shown = ", ".join(f"{s} {v['people']}" for s, v in c.items())
+        raise TableError(f"too few labelled people to evaluate: {'; '.join(problems)} (labelled people by split: "
+                         f"{shown})", path=path,
+                         fix="label more people, or give the manifest a split column that puts labelled people "
+                             "in train, val and test")
+    return counts
+
+
+def undefined_metrics(task: str, metrics, split: str, people: int, distinct: int) -> dict:
+    """{metric: why it is undefined} on a split with ``people`` labelled people holding
+    ``distinct`` different classes (values)."""
+    if people < 2:
+        return {m: f"the {split} split has {people} labelled person" for m in metrics}
+    if distinct >= 2:
+        return {}
+    if task == "regression":
+        return {"r2": f"every labelled person in the {split} split has the same value (R² divides by its variance)"}
+    why = f"every labelled person in the {split} split has the same class"
+    return {m: why for m in metrics if m in ("auc", "macro_auc", "qwk")}
