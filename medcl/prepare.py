@@ -333,8 +333,15 @@ def _plan(out: Path, ident: dict, listing: Listing, chunk_files: int | None, wor
         if chunk_files is not None and chunk_files != plan["chunk_files"]:
             raise MedclError(f"this preparation was started with --chunk-files {plan['chunk_files']}", path=out,
                              fix=f"rerun with --chunk-files {plan['chunk_files']} (or without it) to resume")
-        key = I.read_key(id_key or out / I.KEY_FILE) if plan.get("ids", {}).get("mode") == "headers" else None
-        _refuse_other_ids(out, plan.get("ids", {}), mode, key, "holds a preparation started")
+        what = "holds a preparation started"
+        _refuse_other_ids(out, plan.get("ids", {}), mode, None, what)
+        key = None
+        if mode == "headers":
+            if not id_key and not (out / I.KEY_FILE).is_file():
+                raise MedclError(f"{what} with an ID key that is no longer there ({I.KEY_FILE})", path=out,
+                                 fix="pass that key with --id-key to resume, or choose a new --out folder")
+            key = I.read_key(id_key or out / I.KEY_FILE)
+            _refuse_other_ids(out, plan["ids"], mode, key, what)
         return plan, key
     if out.exists() and any(out.iterdir()):
         raise MedclError("is not empty and not a medcl dataset", path=out, fix="choose a new or empty --out folder")

@@ -152,9 +152,14 @@ def test_tree_good_files_round_trip_and_bad_files_are_listed(tree, prepared):
     assert source.paths == good and len(source) == len(good)
     for key in good:
         check_round_trip(source, key, root / key)
-    manifest = pd.read_csv(out / S.MANIFEST, dtype=str)
-    assert list(manifest.columns) == ["FID", "IID", "path"] and sorted(manifest["path"]) == good
-    assert (manifest["FID"] == manifest["path"]).all() and (manifest["IID"] == manifest["path"]).all()
+    manifest = pd.read_csv(out / S.MANIFEST, dtype=str, keep_default_na=False)
+    assert list(manifest.columns) == ["FID", "IID", "path", "frame", "study", "series", "split"]
+    assert manifest["path"].tolist() == good and (manifest["frame"] == "0").all()  # single-frame files
+    assert (manifest["FID"] == manifest["IID"]).all() and manifest["IID"].str.fullmatch("[0-9a-f]{16}").all()
+    from medcl.data.identity import keyed, read_key
+    key = read_key(out / "id-key")
+    named = manifest.set_index("path").loc["site0/named.dcm"]
+    assert named["IID"] == keyed(key, "patient", PID) and named["split"] in ("train", "val", "test")
     assert (summary.n_files, summary.n_bad, summary.n_records) == (len(want), 4, len(good))
     assert summary.chunks == -(-len(want) // 3) and summary.n_shards == len(list((out / S.SHARDS).iterdir()))
     assert not (out / S.PARTS).exists()
@@ -239,14 +244,20 @@ def test_interrupted_run_resumes_with_the_missing_chunks_only(tree, prepared, tm
         return real(task)
 
     monkeypatch.setattr(W, "run_chunk", interrupted)
+    key = out / "id-key"  # the same IDs as the uninterrupted run
     with pytest.raises(KeyboardInterrupt):
-        prepare(tree[0], tmp_path / "D", workers=1, chunk_files=3)
+        prepare(tree[0], tmp_path / "D", workers=1, chunk_files=3, id_key=key)
     assert not (tmp_path / "D" / S.META).exists() and calls == [0, 1]
     with pytest.raises(MedclError, match="has not finished"):
         open_prepared(tmp_path / "D")
     (tmp_path / "D" / S.SHARDS / ".shard-00002.bin.tmp-1").write_bytes(b"half a shard")  # a killed worker's
     with pytest.raises(MedclError, match="started with --chunk-files 3"):
-        prepare(tree[0], tmp_path / "D", workers=1, chunk_files=4)
+        prepare(tree[0], tmp_path / "D", workers=1, chunk_files=4, id_key=key)
+    (tmp_path / "other-key").write_text(os.urandom(32).hex())
+    with pytest.raises(MedclError, match="started with another ID key"):
+        prepare(tree[0], tmp_path / "D", workers=1, id_key=tmp_path / "other-key")
+    with pytest.raises(MedclError, match="started with --ids headers, not --ids path"):
+        prepare(tree[0], tmp_path / "D", workers=1, ids="path")
 
     def counted(task):
         calls.append(task[1])
@@ -254,7 +265,7 @@ def test_interrupted_run_resumes_with_the_missing_chunks_only(tree, prepared, tm
 
     calls.clear()
     monkeypatch.setattr(W, "run_chunk", counted)
-    summary = prepare(tree[0], tmp_path / "D", workers=1)
+    summary = prepare(tree[0], tmp_path / "D", workers=1, id_key=key)
     assert calls == list(range(2, full.chunks)) and summary.chunks_before == 2
     assert summary.n_processed == full.n_files - 6
     assert not list((tmp_path / "D" / S.SHARDS).glob(".*"))
@@ -283,7 +294,7 @@ def test_rerun_finished_and_other_sources(tree, prepared, tmp_path):
 
 def test_parallel_run_equals_serial_run(tree, prepared, tmp_path):
     out, _ = prepared
-    summary = prepare(tree[0], tmp_path / "P", workers=2, chunk_files=3)
+    summary = prepare(tree[0], tmp_path / "P", workers=2, chunk_files=3, id_key=out / "id-key")
     assert summary.n_processed == summary.n_files
     _same_dataset(out, tmp_path / "P")
 
