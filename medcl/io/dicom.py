@@ -95,6 +95,7 @@ _CORRUPT = "the file is truncated or corrupt; re-export or remove it"
 _RLE_LOSSLESS = "1.2.840.10008.1.2.5"
 _RLE_MAX_RATIO = 64                # PackBits: a 2-byte replicate run decodes to at most 128 bytes
 MAX_DECODED_BYTES = 2**32          # native Pixel Data's 32-bit length; compressed files may not claim more
+_MAX_MODALITY = 1e300              # largest modality value magnitude (rescaled) medcl accepts
 _PHOTOMETRIC = {"MONOCHROME1", "MONOCHROME2", "PALETTE COLOR", "RGB", "HSV", "ARGB", "CMYK", "YBR_FULL", "YBR_FULL_422",
                 "YBR_PARTIAL_422", "YBR_PARTIAL_420", "YBR_ICT", "YBR_RCT", "XYB"}
 
@@ -125,12 +126,12 @@ def _int(ds, keyword: str, path: Path, default: int | None = None) -> int:
         raise DicomError(f"missing or malformed {keyword}", path=path) from exc
 
 
-def _finite(value, keyword: str, path: Path) -> float:
-    """One finite float (the first of several values: windows are multi-valued)."""
+def _finite(value, keyword: str, path: Path, *, first: bool = False) -> float:
+    """One finite float; with ``first``, the first of several values (windows are multi-valued)."""
     from pydicom.multival import MultiValue
 
     try:
-        x = float(value[0] if isinstance(value, (MultiValue, list, tuple)) else value)
+        x = float(value[0] if first and isinstance(value, (MultiValue, list, tuple)) else value)
     except (TypeError, ValueError, IndexError, OverflowError) as exc:
         raise DicomError(f"malformed {keyword}", path=path) from exc
     if not math.isfinite(x):
@@ -229,8 +230,9 @@ def _stored_pixels(ds, path: Path) -> np.ndarray:
         from pydicom.pixels import get_decoder
         try:
             available = get_decoder(tsyntax).is_available
-        except NotImplementedError:
-            available = False
+        except NotImplementedError as exc:  # no pydicom decoder exists for it (video, private syntaxes)
+            raise DicomError(f"pixel data is compressed as {tsyntax.name}, which medcl cannot decode", path=path,
+                             fix="convert it to an image transfer syntax (e.g. dcmdjpeg, gdcmconv --raw)") from exc
         if not available:
             raise MissingCodecError(
                 f"pixel data is compressed as {tsyntax.name} ({tsyntax}) and no decoder plugin for it "
@@ -251,9 +253,14 @@ def _stored_pixels(ds, path: Path) -> np.ndarray:
 
 def _lut(keyword: str, ds, path: Path) -> Lut | None:
     """The first item of a Modality/VOI LUT Sequence → Lut (None when the file has none)."""
+    from pydicom.multival import MultiValue
+    from pydicom.sequence import Sequence
+
     seq = _get(ds, keyword, path)
-    if not seq:
+    if seq is None or isinstance(seq, Sequence) and len(seq) == 0:
         return None
+    if not isinstance(seq, Sequence):
+        raise DicomError(f"malformed {keyword} element (not a sequence)", path=path, fix=_CORRUPT)
     item = seq[0]
     desc = _get(item, "LUTDescriptor", path)
     try:
@@ -266,25 +273,27 @@ def _lut(keyword: str, ds, path: Path) -> Lut | None:
     elem = _element(item, "LUTData", path)
     if elem is None or elem.value is None:
         raise DicomError(f"the {keyword} has no LUT Data", path=path)
-    if elem.VR == "OW" or isinstance(elem.value, (bytes, bytearray)):
+    if isinstance(elem.value, (bytes, bytearray)):  # OW
         little = getattr(ds, "original_encoding", (None, True))[1] is not False
         raw = bytes(elem.value)
         data = np.frombuffer(raw[:len(raw) // 2 * 2], dtype="<u2" if little else ">u2")
-    else:
-        data = np.asarray(elem.value if isinstance(elem.value, (list, tuple)) else [elem.value])
-    if data.size < n or not np.issubdtype(data.dtype, np.integer):
+    else:  # US / SS values
+        data = np.asarray(list(elem.value) if isinstance(elem.value, (MultiValue, list, tuple)) else [elem.value])
+    if not np.issubdtype(data.dtype, np.integer):
+        raise DicomError(f"malformed LUT Data in the {keyword}", path=path, fix=_CORRUPT)
+    if data.size < n:
         raise DicomError(f"LUT Data has {data.size} entries, the descriptor says {n}", path=path)
     return Lut(data=data[:n].astype(np.uint32), first_mapped=first, bits=bits)
 
 
 def _rescale(ds, path: Path, g: Geometry) -> tuple[float, float]:
-    """(slope, intercept): finite, and finite over every value ``g``'s bits can store; (1, 0) unless
-    the file has both."""
+    """(slope, intercept), (1, 0) unless the file has both: finite, and mapping every value
+    ``g``'s bits allocated can hold within ±_MAX_MODALITY (so windows over them stay finite)."""
     slope, intercept = _get(ds, "RescaleSlope", path), _get(ds, "RescaleIntercept", path)
     if slope is None or intercept is None:
         return 1.0, 0.0
     slope, intercept = _finite(slope, "RescaleSlope", path), _finite(intercept, "RescaleIntercept", path)
-    if not math.isfinite(abs(slope) * 2.0 ** g.bits_stored + abs(intercept)):
+    if not abs(slope) * 2.0 ** g.bits_allocated + abs(intercept) < _MAX_MODALITY:
         raise DicomError("Rescale Slope/Intercept overflow the modality values", path=path)
     return slope, intercept
 
@@ -367,7 +376,7 @@ def _window(ds, path: Path):
     center, width = _get(ds, "WindowCenter", path), _get(ds, "WindowWidth", path)
     if center is None or width is None:
         return None
-    center, width = _finite(center, "WindowCenter", path), _finite(width, "WindowWidth", path)
+    center, width = _finite(center, "WindowCenter", path, first=True), _finite(width, "WindowWidth", path, first=True)
     function = str(_get(ds, "VOILUTFunction", path, "LINEAR")).strip().upper()
     if function not in ("LINEAR", "LINEAR_EXACT", "SIGMOID"):
         raise DicomError("unknown VOI LUT Function", path=path, fix="expected LINEAR, LINEAR_EXACT or SIGMOID")
