@@ -143,3 +143,33 @@ def test_pretrain_refuses_options_of_other_methods(tmp_path, args, says):
     rc, out, err = run("pretrain", *args, "--out", str(tmp_path / "run"), "--device", "cpu")
     assert rc == 2 and "Traceback" not in err and says in err, err
     assert not (tmp_path / "run").exists()                                 # refused before anything is written
+
+
+@pytest.mark.parametrize("args,says", [
+    (["--epochs", "0"], "--epochs 0: a run needs at least 1 epoch"),
+    (["--method", "simclr", "--batch-size", "1"], "--batch-size 1 is too small for simclr: a batch needs at least 2"),
+    (["--method", "swav", "--batch-size", "1"], "--batch-size 1 is too small for swav: a batch needs at least 2"),
+    (["--method", "contig", "--batch-size", "1"], "--batch-size 1 is too small for contig: it needs at least 2"),
+])
+def test_pretrain_refuses_runs_that_would_mean_nothing(tmp_path, capsys, args, says):
+    """In process (no data is read before these checks): exit 2, one line, nothing written."""
+    assert main(["pretrain", *args, "--out", str(tmp_path / "run"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert says in err and "use --" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_misspelt_environment_variables_are_named(tmp_path, capsys, monkeypatch):
+    for name in list(os.environ):
+        if name.startswith("MEDCL_"):
+            monkeypatch.delenv(name)
+    for name, value in {"MEDCL_PRETRAIN_EPOCHZ": "3", "MEDCL_DEVICES": "cpu", "MEDCL_CACHE_DIR": str(tmp_path),
+                        "MEDCL_BACKEND": "reference", "MEDCL_CUDA": "0", "MEDCL_DEMO_DATA_SEED": "2",
+                        "MEDCL_PRETRAIN_LR": "0.01", "MEDCL_WHATEVER": "1"}.items():
+        monkeypatch.setenv(name, value)
+    assert main(["pretrain", "--epochs", "0", "--out", str(tmp_path / "run")]) == 2
+    warnings = [ln for ln in capsys.readouterr().err.splitlines() if "warning" in ln]
+    assert len(warnings) == 3, warnings
+    assert "MEDCL_DEVICES is not a medcl setting and is ignored; did you mean MEDCL_DEVICE?" in warnings[0]
+    assert "MEDCL_PRETRAIN_EPOCHZ" in warnings[1] and warnings[1].endswith("did you mean MEDCL_PRETRAIN_EPOCHS?")
+    assert "MEDCL_WHATEVER" in warnings[2] and "MEDCL_<COMMAND>_<OPTION>" in warnings[2]

@@ -21,9 +21,10 @@ def run(run_dir, *args):
     return p.returncode, p.stdout, p.stderr
 
 
-def losses(run_dir) -> list[tuple[str, str, str]]:
+def losses(run_dir) -> list[tuple[str, str, str, str, str]]:
     with open(Path(run_dir) / "metrics.csv", newline="") as fh:
-        return [(r["step"], r.get("loss", ""), r.get("val_mse", "")) for r in csv.DictReader(fh)]
+        return [(r["step"], r["epoch"], r.get("loss", ""), r.get("train_loss", ""), r.get("val_mse", ""))
+                for r in csv.DictReader(fh)]
 
 
 @pytest.fixture(scope="module")
@@ -94,3 +95,70 @@ def test_load_rejects_non_checkpoints(tmp_path):
     (tmp_path / "bad.pt").write_bytes(os.urandom(64))
     with pytest.raises(MedclError, match="cannot read"):
         ckpt.load(tmp_path / "bad.pt")
+
+
+def test_sigint_checkpoints_like_sigterm(tmp_path, reference):
+    """Ctrl-C: a checkpoint after the step, exit 130, the way to resume named; the resumed run
+    gives the uninterrupted run's numbers (epoch means included)."""
+    rc, out, err = run(tmp_path, "--int-at", "5", "--checkpoint-every", "0")
+    assert rc == 130, err
+    assert "PREEMPTED" in out and (tmp_path / "checkpoints" / "step-5.pt").is_file()
+    assert "--resume auto" in err and "Ctrl-C again" in err
+    rc, out, err = run(tmp_path, "--resume", "auto", "--checkpoint-every", "0")
+    assert rc == 0, err
+    assert losses(tmp_path) == reference
+
+
+def test_second_sigint_aborts_at_once(tmp_path):
+    rc, out, err = run(tmp_path, "--int-at", "5", "--ints", "2", "--checkpoint-every", "0")
+    assert rc in (130, -signal.SIGINT), err              # KeyboardInterrupt, as Ctrl-C always does
+    assert "PREEMPTED" not in out and "KeyboardInterrupt" in err
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_epoch_numbers_agree(reference):
+    """Step rows and the epoch's row (train_loss, validation) carry the same 1-based epoch."""
+    steps = [(int(s), int(e)) for s, e, loss, _, _ in reference if loss]
+    assert steps == [(s, (s - 1) // 6 + 1) for s in range(1, 19)]
+    ends = [(int(s), int(e)) for s, e, loss, train, val in reference if not loss]
+    assert ends == [(6, 1), (12, 2), (18, 3)]
+    assert all(train and val for _, _, loss, train, val in reference if not loss)
+
+
+def _toy_trainer(run_dir, epochs=2, global_batch=4, method="toy", width=16):
+    import torch
+    from torch import nn
+
+    from medcl.train import TrainConfig, Trainer
+    sys.path.insert(0, str(TOY.parent))
+    from toy_train import Toy, batches
+    torch.manual_seed(0)
+    toy = Toy()
+    toy.net[0], toy.net[3] = nn.Linear(8, width), nn.Linear(width, 1)
+    cfg = TrainConfig(epochs=epochs, lr=1e-2, warmup_epochs=0.5, log_every=1, seed=3)
+    return Trainer(toy, cfg, run_dir, device=torch.device("cpu"), batches=batches(6, 4), micro_batches_per_epoch=6,
+                   extra_state={"method": method}, global_batch=global_batch, title="toy")
+
+
+def test_resume_refuses_another_model_or_batch(tmp_path):
+    _toy_trainer(tmp_path).fit()
+    for kwargs, says in [({"method": "other"}, "toy run, not other"),
+                         ({"global_batch": 8}, "global batch of 4"),
+                         ({"width": 32}, "does not fit this model"),
+                         ({"epochs": 1}, "beyond epochs=1")]:
+        with pytest.raises(MedclError, match=says):
+            _toy_trainer(tmp_path, **{"epochs": 2, **kwargs}).restore("auto")
+
+
+def test_resume_with_more_epochs_follows_the_new_schedule(tmp_path):
+    """2 epochs done (lr 0 at the end); 4 epochs: the lr is the 4-epoch schedule's at step 12."""
+    from medcl.train.optim import warmup_cosine
+    _toy_trainer(tmp_path, epochs=2).fit()
+    longer = _toy_trainer(tmp_path, epochs=4)
+    longer.restore("auto")
+    assert longer.step == 12
+    expected = 1e-2 * warmup_cosine(24, 3)(12)
+    assert longer.optimizer.param_groups[0]["lr"] == pytest.approx(expected, rel=1e-12) and expected > 1e-3
+    result = longer.fit()
+    assert result.steps == 24 and [h["epoch"] for h in result.history] == [1, 2, 3, 4]
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
