@@ -71,10 +71,26 @@ def compute_features(encoder: nn.Module, dataset, *, batch_size: int = 64, devic
     return torch.cat(feats).numpy(), torch.cat(rows).numpy()
 
 
+def check_pca(k: int, people: int, dim: int) -> None:
+    """--pca K needs 1 <= K <= min(people, embedding size) (ConfigError otherwise)."""
+    if k < 1 or k > min(people, dim):
+        raise ConfigError(f"--pca {k} is out of range for {people} people and {dim}-dimensional embeddings",
+                          fix=f"use 1 <= K <= {min(people, dim)}")
+
+
+def check_out_file(out, fmt: str, overwrite: bool) -> None:
+    """An existing non-empty output (or the .rows.csv beside an npy) needs ``overwrite``."""
+    out = Path(out)
+    if out.is_dir():
+        raise ConfigError("is a folder", path=out, fix="--out names the output file, e.g. embeddings.parquet")
+    for path in [out] + ([out.with_suffix(".rows.csv")] if fmt == "npy" else []):
+        if not overwrite and path.is_file() and path.stat().st_size > 0:
+            raise ConfigError("already exists", path=path, fix="choose another --out, or add --overwrite to replace it")
+
+
 def pca(x: np.ndarray, k: int) -> np.ndarray:
     """First k principal-component scores of x (rows centred), via SVD."""
-    if k < 1 or k > min(x.shape):
-        raise ConfigError(f"--pca {k} is out of range", fix=f"use 1 <= K <= {min(x.shape)} for {x.shape[0]} rows")
+    check_pca(k, x.shape[0], x.shape[1])
     xc = x.astype(np.float64) - x.mean(0, keepdims=True)
     u, s, _ = np.linalg.svd(xc, full_matrices=False)
     return (u[:, :k] * s[:k]).astype(np.float32)
@@ -86,9 +102,10 @@ def write_embeddings(frame, feats: np.ndarray, out: Path, fmt: str, *, pca_k: in
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    keys = [c for c in ("FID", "IID", "path", "frame") if c in frame.columns]  # frame: of a multi-frame file
     if fmt == "npy":
         np.save(out, feats)
-        frame[["FID", "IID", "path"]].to_csv(out.with_suffix(".rows.csv"), index=False)
+        frame[keys].to_csv(out.with_suffix(".rows.csv"), index=False)
         return out
     if fmt == "pheno":
         per_person = (pd.DataFrame(feats).assign(FID=frame["FID"].to_numpy(), IID=frame["IID"].to_numpy())
@@ -99,7 +116,7 @@ def write_embeddings(frame, feats: np.ndarray, out: Path, fmt: str, *, pca_k: in
         table.insert(0, "FID", per_person.index.get_level_values("FID"))
         table.to_csv(out, sep=" ", index=False, float_format="%.6g")
         return out
-    table = frame[["FID", "IID", "path"]].reset_index(drop=True).copy()
+    table = frame[keys].reset_index(drop=True).copy()
     emb = pd.DataFrame(feats, columns=[f"emb_{i}" for i in range(feats.shape[1])])
     table = pd.concat([table, emb], axis=1)
     if fmt == "parquet":
@@ -111,7 +128,7 @@ def write_embeddings(frame, feats: np.ndarray, out: Path, fmt: str, *, pca_k: in
 
 def run_embed(weights: Path, *, data: str | None, out: Path, fmt: str = "parquet", pca_k: int = 10,
               batch_size: int = 64, device: str = "auto", workers: int = 2, image_size: int | None = None,
-              fit: str | None = None) -> Path:
+              fit: str | None = None, overwrite: bool = False) -> Path:
     """Embeds the images of ``data`` into ``out``; ``fit``: how non-square images fill the square
     input (None: as the pretraining run did, medcl.data.fit.run_fit)."""
     from medcl.data import ImageDataset
@@ -119,14 +136,19 @@ def run_embed(weights: Path, *, data: str | None, out: Path, fmt: str = "parquet
 
     if fmt not in FORMATS:
         raise ConfigError(f"unknown format {fmt!r}", fix=f"use one of {', '.join(FORMATS)}")
+    check_out_file(out, fmt, overwrite)
     if data is None:
         from medcl.demo.cache import demo_cohort
         data = str(demo_cohort() / "manifest.csv")
+    from medcl.data.sources import open_source
+    open_source(data)  # a --data that is not there is named before anything else
     dev = resolve_device(device)
     encoder, meta = load_image_encoder(weights)
     size = image_size or int(meta["preprocessing"]["image_size"])
     ds = ImageDataset(data, size, fit=fit or run_fit(meta, weights)[0])  # reads the manifest; root = its folder
     frame = ds.frame
+    if fmt == "pheno":   # checked before any image is embedded
+        check_pca(pca_k, len(frame[["FID", "IID"]].drop_duplicates()), int(encoder.out_dim))
     feats, rows = compute_features(encoder, ds, batch_size=batch_size, device=dev, workers=workers)
     if len(rows) < len(frame):
         log.warning("%d of %d images could not be read and are left out", len(frame) - len(rows), len(frame))
