@@ -219,10 +219,11 @@ def _refuse_other(out: Path, recorded: dict, ident: dict, what: str) -> None:
 def _id_mode(listing: Listing, ids: str | None, id_key) -> str:
     """"headers" or "path" for a folder (default headers); "manifest" for a manifest source."""
     if listing.kind == "manifest":
-        if ids is not None or id_key:
-            raise ConfigError(f"--{'ids' if ids is not None else 'id-key'} applies to a folder; the IDs of a "
-                              "manifest are its FID and IID columns", path=listing.path,
-                              fix="leave --ids and --id-key out, or prepare the folder itself")
+        if ids is not None:
+            raise ConfigError("--ids applies to a folder; the IDs of a manifest are its FID and IID columns",
+                              path=listing.path, fix="leave --ids out, or prepare the folder itself")
+        if id_key:  # perhaps MEDCL_ID_KEY, set for every command
+            log.info("the ID key is not used: the IDs of a manifest are its FID and IID columns")
         return "manifest"
     return I.check_mode(ids or "headers")
 
@@ -295,7 +296,7 @@ def _write_manifest(out: Path, listing: Listing, frames: dict, ids: dict) -> Non
 def _finished(out: Path, listing: Listing, ident: dict, t0: float, mode: str, id_key) -> PrepareSummary:
     meta = S.read_meta(out)
     _refuse_other(out, meta["source"], ident, "is a prepared dataset")
-    _refuse_other_ids(out, meta.get("ids", {}), mode, I.read_key(id_key) if id_key else None,
+    _refuse_other_ids(out, meta.get("ids", {}), mode, I.read_key(id_key) if id_key and mode == "headers" else None,
                       "was prepared")
     c = meta["counts"]
     if listing.kind == "manifest" and meta["source"].get("manifest_sha256") != ident["manifest_sha256"]:
