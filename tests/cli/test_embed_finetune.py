@@ -11,14 +11,6 @@ from medcl.cli import main
 
 
 @pytest.fixture(scope="module")
-def cohort(tmp_path_factory):
-    from medcl.demo import generate_cohort
-    out = tmp_path_factory.mktemp("tiny") / "cohort"
-    generate_cohort(out, n=40, snps=100, size=64, seed=1)
-    return out
-
-
-@pytest.fixture(scope="module")
 def weights(cohort, tmp_path_factory):
     run = tmp_path_factory.mktemp("run") / "r"
     assert main(["pretrain", "--method", "simclr", "--data", str(cohort / "manifest.csv"), "--out", str(run),
@@ -85,7 +77,7 @@ def test_finetune_bad_input_is_exit_2_and_leaves_nothing(weights, cohort, tmp_pa
         labels["IID"] = labels["IID"].str.lower()
         labels.to_csv(tmp_path / "lab.csv", index=False)
         rc = _finetune(weights, cohort, out, "--target", "cardiomegaly", labels=tmp_path / "lab.csv")
-        says = ["lab.csv", "none of the 40 labelled IDs", "FID,IID"]
+        says = ["lab.csv", "none of the 60 labelled IDs", "FID,IID"]
     err = capsys.readouterr().err
     assert rc == 2 and all(s in err for s in says), err
     assert not out.exists()

@@ -15,14 +15,6 @@ TINY = ["--arch", "resnet18", "--width", "0.125", "--image-size", "32", "--batch
 
 
 @pytest.fixture(scope="module")
-def cohort(tmp_path_factory):
-    from medcl.demo import generate_cohort
-    out = tmp_path_factory.mktemp("tiny") / "cohort"
-    generate_cohort(out, n=60, snps=200, size=64, seed=1)
-    return out
-
-
-@pytest.fixture(scope="module")
 def run(cohort, tmp_path_factory):
     run = tmp_path_factory.mktemp("run") / "r"
     rc = main(["pretrain", "--data", str(cohort / "manifest.csv"), "--genotypes", str(cohort / "genotypes/demo"),
