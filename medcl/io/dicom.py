@@ -5,10 +5,15 @@ plugins, ``pip install 'medcl[codecs]'``); the intensity pipeline runs in medcl'
 ``intensity`` op (C++/CUDA kernels). Table LUTs (Modality LUT and VOI LUT Sequences) are
 looked up here. No header value other than the geometry, pixel and LUT attributes medcl uses
 ever reaches an error message, a warning or a return value.
+
+Every failure on a bad file is a :class:`DicomError` (never another exception): every header
+value medcl reads goes through :mod:`medcl.io._dicom_header`, which turns pydicom's lazy parse
+errors into a DicomError naming the element and checks the values and the declared size before
+anything is decoded or allocated; a decoder plugin's failure is one too. bench/dicom_fuzz.py and
+tests/io/test_dicom_fuzz.py hold it on thousands of mutated files.
 """
 from __future__ import annotations
 
-import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -18,6 +23,7 @@ import numpy as np
 import torch
 
 from medcl.errors import DicomError, MissingCodecError
+from medcl.io import _dicom_header as H
 
 _CODECS_FIX = "install the decoder plugins: pip install 'medcl[codecs]'"
 
@@ -83,120 +89,7 @@ def _read_dataset(path: Path):
     except DicomError:
         raise
     except Exception as exc:  # pydicom raises many types on garbage; never echo their text
-        raise DicomError(f"not a readable DICOM file ({type(exc).__name__})", path=path, fix=_CORRUPT) from exc
-
-
-# --- header access ------------------------------------------------------------------------------
-# pydicom parses an element's value only when it is first read, so a malformed value raises
-# (ValueError, NotImplementedError for an unknown VR, struct.error, ...) long after dcmread.
-# Every element medcl reads goes through _element, which guards that one pydicom call.
-
-_CORRUPT = "the file is truncated or corrupt; re-export or remove it"
-_RLE_LOSSLESS = "1.2.840.10008.1.2.5"
-_RLE_MAX_RATIO = 64                # PackBits: a 2-byte replicate run decodes to at most 128 bytes
-MAX_DECODED_BYTES = 2**32          # native Pixel Data's 32-bit length; compressed files may not claim more
-_MAX_MODALITY = 1e300              # largest modality value magnitude (rescaled) medcl accepts
-_PHOTOMETRIC = {"MONOCHROME1", "MONOCHROME2", "PALETTE COLOR", "RGB", "HSV", "ARGB", "CMYK", "YBR_FULL", "YBR_FULL_422",
-                "YBR_PARTIAL_422", "YBR_PARTIAL_420", "YBR_ICT", "YBR_RCT", "XYB"}
-
-
-def _element(ds, keyword: str, path: Path):
-    """ds[keyword] (None when absent), its raw value parsed by pydicom; a value pydicom cannot
-    parse is a DicomError naming the element, never quoting it."""
-    if keyword not in ds:
-        return None
-    try:
-        return ds[keyword]
-    except Exception as exc:  # noqa: BLE001 - pydicom raises any type on a malformed value; only this call is guarded
-        raise DicomError(f"malformed {keyword} element ({type(exc).__name__})", path=path, fix=_CORRUPT) from exc
-
-
-def _get(ds, keyword: str, path: Path, default=None):
-    """The element's value, or ``default`` when it is absent or empty."""
-    elem = _element(ds, keyword, path)
-    value = None if elem is None else elem.value
-    return default if value is None or value == "" else value
-
-
-def _int(ds, keyword: str, path: Path, default: int | None = None) -> int:
-    value = _get(ds, keyword, path, default)
-    try:
-        return int(value)
-    except (TypeError, ValueError, OverflowError) as exc:  # absent, several values, text, nan/inf
-        raise DicomError(f"missing or malformed {keyword}", path=path) from exc
-
-
-def _finite(value, keyword: str, path: Path, *, first: bool = False) -> float:
-    """One finite float; with ``first``, the first of several values (windows are multi-valued)."""
-    from pydicom.multival import MultiValue
-
-    try:
-        x = float(value[0] if first and isinstance(value, (MultiValue, list, tuple)) else value)
-    except (TypeError, ValueError, IndexError, OverflowError) as exc:
-        raise DicomError(f"malformed {keyword}", path=path) from exc
-    if not math.isfinite(x):
-        raise DicomError(f"{keyword} is not a finite number", path=path)
-    return x
-
-
-def _photometric(ds, path: Path) -> str:
-    return str(_get(ds, "PhotometricInterpretation", path, "MONOCHROME2")).strip().upper()
-
-
-def _transfer_syntax(ds, path: Path):
-    """The file meta's Transfer Syntax UID (pydicom UID), or None when the file has none."""
-    from pydicom.uid import UID
-
-    meta = getattr(ds, "file_meta", None)
-    value = None if meta is None else _get(meta, "TransferSyntaxUID", path)
-    if value is None:
-        return None
-    uid = UID(str(value).rstrip("\0 "))
-    if not uid.is_transfer_syntax:
-        raise DicomError("the Transfer Syntax UID is not one DICOM defines", path=path, fix=_CORRUPT)
-    return uid
-
-
-@dataclass(frozen=True)
-class Geometry:
-    """The pixel module's size and bit layout, checked for consistency."""
-    rows: int
-    columns: int
-    frames: int
-    bits_allocated: int
-    bits_stored: int
-    high_bit: int
-    signed: bool
-
-
-def _geometry(ds, path: Path) -> Geometry:
-    rows, cols = _int(ds, "Rows", path), _int(ds, "Columns", path)
-    ba, bs = _int(ds, "BitsAllocated", path), _int(ds, "BitsStored", path)
-    hb, pr = _int(ds, "HighBit", path, bs - 1), _int(ds, "PixelRepresentation", path, 0)
-    nf = _int(ds, "NumberOfFrames", path, 1)
-    if rows < 1 or cols < 1 or nf < 0:
-        raise DicomError(f"invalid image size ({nf} frames of {rows} x {cols})", path=path)
-    if not (1 <= bs <= ba <= 64 and bs - 1 <= hb < ba and pr in (0, 1)):
-        raise DicomError(f"invalid pixel layout (Bits Allocated {ba}, Bits Stored {bs}, High Bit {hb}, "
-                         f"Pixel Representation {pr})", path=path)
-    return Geometry(rows, cols, max(nf, 1), ba, bs, hb, bool(pr))
-
-
-def _check_size(g: Geometry, n_bytes: int, tsyntax, path: Path) -> None:
-    """DicomError unless ``n_bytes`` of Pixel Data can hold the declared frames: all of them
-    uncompressed; at most 64x as much for RLE (PackBits' largest expansion); at most
-    MAX_DECODED_BYTES for other compression. Runs before anything is allocated."""
-    need = (g.rows * g.columns * g.frames * g.bits_allocated + 7) // 8
-    if tsyntax is None or not tsyntax.is_encapsulated:
-        if n_bytes < need:
-            raise DicomError(f"pixel data is truncated ({n_bytes} bytes, {g.frames} frame(s) need {need})",
-                             path=path, fix="re-export or remove the file")
-    elif tsyntax == _RLE_LOSSLESS and need > _RLE_MAX_RATIO * n_bytes:
-        raise DicomError(f"{g.frames} frame(s) of {g.rows} x {g.columns} cannot fit in {n_bytes} bytes of RLE "
-                         "pixel data", path=path, fix=_CORRUPT)
-    elif need > MAX_DECODED_BYTES:
-        raise DicomError(f"{g.frames} frame(s) of {g.rows} x {g.columns} would decode to {need} bytes, more than "
-                         f"the {MAX_DECODED_BYTES} medcl reads", path=path, fix=_CORRUPT)
+        raise DicomError(f"not a readable DICOM file ({type(exc).__name__})", path=path, fix=H.CORRUPT) from exc
 
 
 def _check_grayscale(ds, path: Path) -> None:
@@ -206,26 +99,19 @@ def _check_grayscale(ds, path: Path) -> None:
             raise DicomError("float pixel data is not supported (stored integer values are)", path=path)
         raise DicomError("has no pixel data", path=path, fix="it is not an image (e.g. a report or "
                          "structured set); remove it from the image list")
-    spp = _int(ds, "SamplesPerPixel", path, 1)
-    photometric = _photometric(ds, path)
+    spp = H.int_value(ds, "SamplesPerPixel", path, 1)
+    photometric = H.photometric(ds, path)
     if spp != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        shown = photometric if photometric in _PHOTOMETRIC else "an unknown Photometric Interpretation"
+        shown = photometric if photometric in H.PHOTOMETRIC else "an unknown Photometric Interpretation"
         raise DicomError(f"not a grayscale image ({shown}, {spp} samples per pixel)", path=path,
                          fix="read_image handles MONOCHROME1/MONOCHROME2 images")
-
-
-def _pixel_bytes(ds, path: Path) -> bytes:
-    data = _get(ds, "PixelData", path, b"")
-    if not isinstance(data, (bytes, bytearray)):
-        raise DicomError("malformed PixelData element", path=path, fix=_CORRUPT)
-    return data
 
 
 def _stored_pixels(ds, path: Path) -> np.ndarray:
     """Decoded stored values, (H, W) or (F, H, W), integer numpy (pydicom and its plugins)."""
     _check_grayscale(ds, path)
-    tsyntax = _transfer_syntax(ds, path)
-    _check_size(_geometry(ds, path), len(_pixel_bytes(ds, path)), tsyntax, path)
+    tsyntax = H.transfer_syntax(ds, path)
+    H.check_size(H.geometry(ds, path), len(H.pixel_bytes(ds, path)), tsyntax, path)
     if tsyntax is not None and tsyntax.is_compressed:
         from pydicom.pixels import get_decoder
         try:
@@ -241,11 +127,11 @@ def _stored_pixels(ds, path: Path) -> np.ndarray:
     try:
         arr = ds.pixel_array
     except Exception as exc:  # noqa: BLE001 - truncated/corrupt pixel data in any encoding; only this call
-        raise DicomError(f"{reason} ({type(exc).__name__})", path=path, fix=_CORRUPT) from exc
+        raise DicomError(f"{reason} ({type(exc).__name__})", path=path, fix=H.CORRUPT) from exc
     except BaseException as exc:
         if type(exc).__name__ != "PanicException":  # Rust plugins (pylibjpeg-rle) panic on bad data
             raise
-        raise DicomError(f"{reason} (the decoder plugin failed)", path=path, fix=_CORRUPT) from exc
+        raise DicomError(f"{reason} (the decoder plugin failed)", path=path, fix=H.CORRUPT) from exc
     if not np.issubdtype(arr.dtype, np.integer) and arr.dtype != np.bool_:
         raise DicomError(f"pixel data decodes to {arr.dtype}, not integers", path=path)
     return arr
@@ -256,13 +142,13 @@ def _lut(keyword: str, ds, path: Path) -> Lut | None:
     from pydicom.multival import MultiValue
     from pydicom.sequence import Sequence
 
-    seq = _get(ds, keyword, path)
+    seq = H.get(ds, keyword, path)
     if seq is None or isinstance(seq, Sequence) and len(seq) == 0:
         return None
     if not isinstance(seq, Sequence):
-        raise DicomError(f"malformed {keyword} element (not a sequence)", path=path, fix=_CORRUPT)
+        raise DicomError(f"malformed {keyword} element (not a sequence)", path=path, fix=H.CORRUPT)
     item = seq[0]
-    desc = _get(item, "LUTDescriptor", path)
+    desc = H.get(item, "LUTDescriptor", path)
     try:
         n, first, bits = (int(v) for v in desc)
     except (TypeError, ValueError):
@@ -270,7 +156,7 @@ def _lut(keyword: str, ds, path: Path) -> Lut | None:
     if not 1 <= bits <= 16:
         raise DicomError(f"LUT Descriptor in the {keyword} gives {bits} bits (1 to 16 allowed)", path=path)
     n = n or 65536
-    elem = _element(item, "LUTData", path)
+    elem = H.element(item, "LUTData", path)
     if elem is None or elem.value is None:
         raise DicomError(f"the {keyword} has no LUT Data", path=path)
     if isinstance(elem.value, (bytes, bytearray)):  # OW
@@ -280,22 +166,10 @@ def _lut(keyword: str, ds, path: Path) -> Lut | None:
     else:  # US / SS values
         data = np.asarray(list(elem.value) if isinstance(elem.value, (MultiValue, list, tuple)) else [elem.value])
     if not np.issubdtype(data.dtype, np.integer):
-        raise DicomError(f"malformed LUT Data in the {keyword}", path=path, fix=_CORRUPT)
+        raise DicomError(f"malformed LUT Data in the {keyword}", path=path, fix=H.CORRUPT)
     if data.size < n:
         raise DicomError(f"LUT Data has {data.size} entries, the descriptor says {n}", path=path)
     return Lut(data=data[:n].astype(np.uint32), first_mapped=first, bits=bits)
-
-
-def _rescale(ds, path: Path, g: Geometry) -> tuple[float, float]:
-    """(slope, intercept), (1, 0) unless the file has both: finite, and mapping every value
-    ``g``'s bits allocated can hold within ±_MAX_MODALITY (so windows over them stay finite)."""
-    slope, intercept = _get(ds, "RescaleSlope", path), _get(ds, "RescaleIntercept", path)
-    if slope is None or intercept is None:
-        return 1.0, 0.0
-    slope, intercept = _finite(slope, "RescaleSlope", path), _finite(intercept, "RescaleIntercept", path)
-    if not abs(slope) * 2.0 ** g.bits_allocated + abs(intercept) < _MAX_MODALITY:
-        raise DicomError("Rescale Slope/Intercept overflow the modality values", path=path)
-    return slope, intercept
 
 
 def _to_tensor(arr: np.ndarray) -> torch.Tensor:
@@ -358,9 +232,9 @@ def read_image(path: str | os.PathLike, *, modality_lut: bool = True, voi: bool 
         arr = _stored_pixels(ds, path)
         mlut = _lut("ModalityLUTSequence", ds, path) if modality_lut else None
         vlut = _lut("VOILUTSequence", ds, path) if voi else None
-        window = _window(ds, path) if voi and vlut is None else None
-        mono1 = _photometric(ds, path) == "MONOCHROME1"
-        slope, intercept = _rescale(ds, path, _geometry(ds, path)) if modality_lut and mlut is None else (1.0, 0.0)
+        window = H.window(ds, path) if voi and vlut is None else None
+        mono1 = H.photometric(ds, path) == "MONOCHROME1"
+        slope, intercept = H.rescale(ds, path, H.geometry(ds, path)) if modality_lut and mlut is None else (1.0, 0.0)
     frames = _to_tensor(arr)
     if device is not None:
         frames = frames.to(device)
@@ -369,18 +243,3 @@ def read_image(path: str | os.PathLike, *, modality_lut: bool = True, voi: bool 
     out = apply_luts(x, slope=slope, intercept=intercept, modality_lut=mlut, voi_lut=vlut, window=window,
                      invert=invert and mono1, voi=voi)
     return out[0] if single else out
-
-
-def _window(ds, path: Path):
-    """(center, width, function) of the first window in the file, or None."""
-    center, width = _get(ds, "WindowCenter", path), _get(ds, "WindowWidth", path)
-    if center is None or width is None:
-        return None
-    center, width = _finite(center, "WindowCenter", path, first=True), _finite(width, "WindowWidth", path, first=True)
-    function = str(_get(ds, "VOILUTFunction", path, "LINEAR")).strip().upper()
-    if function not in ("LINEAR", "LINEAR_EXACT", "SIGMOID"):
-        raise DicomError("unknown VOI LUT Function", path=path, fix="expected LINEAR, LINEAR_EXACT or SIGMOID")
-    if (function == "LINEAR" and width < 1) or width <= 0:
-        raise DicomError(f"invalid Window Width {width} for {function}", path=path,
-                         fix="pass voi=False, or fix the file's window")
-    return center, width, function.lower()

@@ -22,9 +22,8 @@ import numpy as np
 import torch
 
 from medcl.errors import DicomError
-from medcl.io.dicom import (_CORRUPT, _RLE_LOSSLESS, Lut, _check_grayscale, _check_size, _element, _geometry, _get, _lut,
-                            _photometric, _pixel_bytes, _read_dataset, _rescale, _stored_pixels, _transfer_syntax,
-                            _window, apply_luts)
+from medcl.io import _dicom_header as H
+from medcl.io.dicom import Lut, _check_grayscale, _lut, _read_dataset, _stored_pixels, apply_luts
 from medcl.ops.decode_pixels import ENCODINGS, FUNCTIONS, REASONS, decode_pixels
 
 __all__ = ["ENCODINGS", "RawImage", "read_raw", "raw_from_dataset", "pack_raw", "decode_packed", "decode_raw",
@@ -70,21 +69,22 @@ def raw_from_dataset(ds, path: str | os.PathLike) -> list[RawImage]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         _check_grayscale(ds, path)
-        g = _geometry(ds, path)
-        tsyntax = _transfer_syntax(ds, path)
-        pixel_data = _pixel_bytes(ds, path)
-        _check_size(g, len(pixel_data), tsyntax, path)          # before anything is allocated
+        g = H.geometry(ds, path)
+        tsyntax = H.transfer_syntax(ds, path)
+        pixel_data = H.pixel_bytes(ds, path)
+        H.check_size(g, len(pixel_data), tsyntax, path)          # before anything is allocated
         mlut, vlut = _lut("ModalityLUTSequence", ds, path), _lut("VOILUTSequence", ds, path)
-        window = _window(ds, path) if vlut is None else None
-        slope, intercept = _rescale(ds, path, g) if mlut is None else (1.0, 0.0)
+        window = H.window(ds, path) if vlut is None else None
+        slope, intercept = H.rescale(ds, path, g) if mlut is None else (1.0, 0.0)
         common = dict(rows=g.rows, columns=g.columns, slope=slope, intercept=intercept, window=window,
-                      invert=_photometric(ds, path) == "MONOCHROME1", modality_lut=mlut, voi_lut=vlut)
+                      invert=H.photometric(ds, path) == "MONOCHROME1", modality_lut=mlut, voi_lut=vlut)
         layout = dict(bits_allocated=g.bits_allocated, bits_stored=g.bits_stored, high_bit=g.high_bit, signed=g.signed)
         if tsyntax is not None and g.bits_allocated in (8, 16, 32):
-            if tsyntax == _RLE_LOSSLESS:
+            if tsyntax == H.RLE_LOSSLESS:
                 return [RawImage(data=f, encoding=ENCODINGS["rle"], **layout, **common)
                         for f in _rle_frames(ds, pixel_data, g.frames, path)]
-            big_ow8 = g.bits_allocated == 8 and not tsyntax.is_little_endian and _element(ds, "PixelData", path).VR == "OW"
+            big_ow8 = (g.bits_allocated == 8 and not tsyntax.is_little_endian
+                       and H.element(ds, "PixelData", path).VR == "OW")
             if not tsyntax.is_encapsulated and not big_ow8:
                 enc = ENCODINGS["native_le" if tsyntax.is_little_endian else "native_be"]
                 return [RawImage(data=f, encoding=enc, **layout, **common)
@@ -104,7 +104,7 @@ def _native_frames(pixel_data: bytes, frame_bytes: int, nf: int) -> list[bytes]:
 def _rle_frames(ds, pixel_data: bytes, nf: int, path: Path) -> list[bytes]:
     from pydicom.encaps import generate_frames
 
-    eot, lengths = _get(ds, "ExtendedOffsetTable", path), _get(ds, "ExtendedOffsetTableLengths", path)
+    eot, lengths = H.get(ds, "ExtendedOffsetTable", path), H.get(ds, "ExtendedOffsetTableLengths", path)
     extended = (eot, lengths) if eot is not None and lengths is not None else None
     try:
         frames = []
@@ -114,7 +114,7 @@ def _rle_frames(ds, pixel_data: bytes, nf: int, path: Path) -> list[bytes]:
                 break
     except Exception as exc:  # noqa: BLE001 - malformed encapsulation in any way; only pydicom's generator
         raise DicomError(f"cannot read the encapsulated RLE pixel data ({type(exc).__name__})", path=path,
-                         fix=_CORRUPT) from exc
+                         fix=H.CORRUPT) from exc
     if len(frames) != nf:
         raise DicomError(f"RLE pixel data holds {len(frames)} frame(s), Number of Frames says {nf}", path=path)
     return frames

@@ -125,6 +125,8 @@ CASES_BY_HAND = {  # name → (bytes, words the message has); before: the except
                                                    Columns=b"\xff\xff"), "would decode to"),  # (size guard)
     "absurd size, RLE": (lambda: _with_value("MR_small_RLE.dcm", "Rows", b"\xff\xff"), "cannot fit"),
     "RLE decoder panic": (_rle_panic, "cannot decode the pixel data"),                      # PanicException
+    "video transfer syntax": (lambda: _transfer_syntax("MR_small.dcm", b"1.2.840.10008.1.2.4.100\x00"),
+                              "which medcl cannot decode"),     # MissingCodecError, "install medcl[codecs]"
 }
 
 
