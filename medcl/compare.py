@@ -4,7 +4,8 @@ For each entry of ``RUNS`` (contig; simclr and swav with ``--pairs views`` and `
 puzzle) it pretrains with the shared small settings below, then fits linear probes on the
 frozen features (medcl.finetune, linear mode, the demo's labels: cardiomegaly AUC and bone
 density R² on the test split, 10% and 100% of the training labels, mean of ``repeats`` draws)
-next to a randomly initialised encoder of the same architecture and input size, and prints one
+next to a randomly initialised encoder of the same architecture and input size and the same probe
+on raw pixels (a quarter of that size, medcl.finetune.pixel_side), and prints one
 table (also written to OUT/compare.md and OUT/compare.json). Runs already finished in OUT are
 reused, so an interrupted comparison continues where it stopped.
 
@@ -19,6 +20,8 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from medcl.finetune import BASELINES, pixel_side
 
 log = logging.getLogger("medcl")
 
@@ -84,13 +87,14 @@ def _probe(weights: Path, root: Path, out: Path, target: str, task: str, repeats
     from medcl.finetune import FinetuneConfig, run_finetune
 
     path = out / "metrics.json"
+    wanted = list(BASELINES) if baseline else []
     if path.is_file():
         report = json.loads(path.read_text())
-        if (report["config"]["baseline"] == "random") == baseline:
+        if list(report["config"]["baseline"] or []) == wanted:
             return report
     cfg = FinetuneConfig(weights=str(weights), labels=str(root / "labels.csv"), target=target, out=str(out),
                          data=str(root / "manifest.csv"), task=task, mode="linear", fractions=FRACTIONS,
-                         repeats=repeats, baseline="random" if baseline else None, workers=1, device=device)
+                         repeats=repeats, baseline=tuple(wanted), workers=1, device=device, overwrite=True)
     return run_finetune(cfg)
 
 
@@ -124,25 +128,28 @@ def run_compare(out: Path, *, repeats: int = 3, epochs_scale: float = 1.0, only=
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     root = _cohort(out)
-    rows, random_rows = [], {}
+    rows, random_rows = [], {}                                   # {size: [random-init row, raw-pixel row]}
     for run in RUNS:
         if only and run.name not in only:
             continue
         info = _pretrain(run, root, out, epochs_scale, device)
         size = info["image_size"]
-        baseline = size not in random_rows                       # one random-init row per input size
-        probe, rand = [], []
+        baseline = size not in random_rows                       # baseline rows once per input size
+        probe, rand, pixels = [], [], []
         for target, task, metric in TARGETS:
             rep = _probe(out / run.name / "encoder.safetensors", root, out / run.name / f"probe-{target}",
                          target, task, repeats, baseline, device)
             probe += _cells(rep, "pretrained", metric)
             if baseline:
                 rand += _cells(rep, "random", metric)
+                pixels += _cells(rep, "pixels", metric)
         if baseline:
-            random_rows[size] = {"name": f"random init ({size} px)", "image_size": size, "probe": rand}
+            side = pixel_side(size)
+            random_rows[size] = [{"name": f"random init ({size} px)", "image_size": size, "probe": rand},
+                                 {"name": f"raw pixels ({side}² of {size} px)", "image_size": size, "probe": pixels}]
         rows.append({"name": run.name, "image_size": size, "probe": probe, "pretrain_s": info["pretrain_s"],
                      "epochs": info["epochs"], "check": _check(run, info["last_validation"])})
-    table = list(random_rows.values()) + rows
+    table = [row for pair in random_rows.values() for row in pair] + rows
     text = format_table(table)
     (out / "compare.md").write_text(text + "\n")
     (out / "compare.json").write_text(json.dumps({"common": COMMON, "fractions": FRACTIONS, "repeats": repeats,

@@ -88,7 +88,8 @@ def resolve_target(labels: pd.DataFrame, column: str, task: str | None, path) ->
     values = labels[column]
     v = values.dropna()
     if len(v) == 0:
-        raise TableError(f"column {column!r} has no values", path=path, fix="fill in the labels or pick another --target")
+        raise TableError(f"column {column!r} has no values", path=path,
+                         fix="fill in the labels or pick another --target")
     if len(pd.unique(v)) < 2:
         raise TableError(f"column {column!r} holds one value only: there is nothing to predict", path=path,
                          fix="pick a column whose values differ between people")
@@ -134,13 +135,18 @@ def match_labels(people: pd.DataFrame, labels: pd.DataFrame, column: str, y_labe
         hint = (f"; {iid_only} match on IID alone, so their FID differs from the manifest's" if iid_only else "")
         raise TableError(
             f"none of the {n_labelled} labelled IDs (column {column!r}) matches any of the {len(people)} people "
-            f"in the manifest{hint}. IDs in the manifest look like FID,IID = {_common_shape(people['FID'], people['IID'])}, "
-            f"in the labels like {_common_shape(labels['FID'], labels['IID'])} (A letter, 9 digit)",
+            f"in the manifest{hint}. IDs in the manifest look like FID,IID = "
+            f"{_common_shape(people['FID'], people['IID'])}, in the labels like "
+            f"{_common_shape(labels['FID'], labels['IID'])} (A letter, 9 digit)",
             path=path, fix="labels are keyed by the pair FID,IID, spelt exactly as in the manifest")
     if matched < n_labelled:
         log.warning("labels: %d of %d labelled IDs match a person in the manifest; the other %d are not used",
                     matched, n_labelled, n_labelled - matched)
     return y
+
+
+def _people(n: int) -> str:
+    return f"{n} labelled {'person' if n == 1 else 'people'}"
 
 
 def split_people(cohort, y_person: np.ndarray, task: str, path) -> dict:
@@ -154,9 +160,10 @@ def split_people(cohort, y_person: np.ndarray, task: str, path) -> dict:
     c = counts
     problems = []
     if c["train"]["people"] < 2:
-        problems.append(f"the train split has {c['train']['people']} labelled people (at least 2 are needed)")
+        problems.append(f"the train split has {_people(c['train']['people'])} (at least 2 are needed)")
     elif c["train"]["distinct"] < 2:
-        problems.append(f"every labelled person in the train split has the same {'value' if task == 'regression' else 'class'}")
+        what = "value" if task == "regression" else "class"
+        problems.append(f"every labelled person in the train split has the same {what}")
     for split in ("val", "test"):
         if c[split]["people"] == 0:
             problems.append(f"the {split} split has no labelled people")
@@ -173,7 +180,7 @@ def undefined_metrics(task: str, metrics, split: str, people: int, distinct: int
     """{metric: why it is undefined} on a split with ``people`` labelled people holding
     ``distinct`` different classes (values)."""
     if people < 2:
-        return {m: f"the {split} split has {people} labelled person" for m in metrics}
+        return {m: f"the {split} split has {_people(people)}" for m in metrics}
     if distinct >= 2:
         return {}
     if task == "regression":

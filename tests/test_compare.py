@@ -34,12 +34,13 @@ def tiny(monkeypatch, tmp_path):
 def test_every_method_gets_a_row(tiny, capsys):
     table = compare.run_compare(tiny, repeats=1)
     names = [r["name"] for r in table]
-    assert names == ["random init (32 px)", "random init (48 px)", "contig", "simclr-views", "simclr-patient",
+    assert names == ["random init (32 px)", "raw pixels (16² of 32 px)", "random init (48 px)",
+                     "raw pixels (16² of 48 px)", "contig", "simclr-views", "simclr-patient",
                      "swav-views", "swav-patient", "puzzle"]
     for r in table:
         assert len(r["probe"]) == len(compare.TARGETS) * len(compare.FRACTIONS)
         assert all(math.isfinite(v) for v in r["probe"]), r
-    assert "tile acc" in table[-1]["check"] and "view top-1" in table[3]["check"]
+    assert "tile acc" in table[-1]["check"] and "view top-1" in table[5]["check"]
     printed = capsys.readouterr().out
     assert "| puzzle | 48 |" in printed and (tiny / "compare.md").read_text().strip() == printed.strip()
     saved = json.loads((tiny / "compare.json").read_text())
@@ -47,4 +48,4 @@ def test_every_method_gets_a_row(tiny, capsys):
     before = (tiny / "contig" / "encoder.safetensors").stat().st_mtime_ns
     again = compare.run_compare(tiny, repeats=1, only=["contig"])     # reused, not retrained
     assert (tiny / "contig" / "encoder.safetensors").stat().st_mtime_ns == before
-    assert again[-1]["probe"] == table[2]["probe"]
+    assert again[-1]["probe"] == table[4]["probe"]

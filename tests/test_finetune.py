@@ -190,3 +190,23 @@ def test_baselines_and_out_folder_checks(tmp_path):
     with pytest.raises(ConfigError, match="not empty"):
         check_out(tmp_path, False)
     check_out(tmp_path, True)
+
+
+def test_too_few_labelled_people_per_split_is_a_clear_error():
+    import types
+
+    import pandas as pd
+    from medcl.errors import TableError
+    from medcl.finetune_labels import split_people
+    splits = np.array(["train"] * 6 + ["val"] * 2 + ["test"] * 2)
+    images = pd.DataFrame({"person": np.arange(10), "split": splits})
+    cohort = types.SimpleNamespace(images=images, images_in=lambda s: np.flatnonzero(splits == s))
+    y = np.array([0, 1, 0, 1, 0, 1, 0, 1, 1, 0], dtype=float)
+    counts = split_people(cohort, y, "binary", "lab.csv")
+    assert counts["train"] == {"people": 6, "distinct": 2} and counts["test"]["people"] == 2
+    for broken, says in ((np.r_[[np.nan] * 5, y[5:]], "train split has 1 labelled person (at least 2"),
+                         (np.r_[[0.0] * 6, y[6:]], "same class"),
+                         (np.r_[y[:8], np.nan, np.nan], "test split has no labelled people")):
+        with pytest.raises(TableError) as err:
+            split_people(cohort, broken, "binary", "lab.csv")
+        assert says in str(err.value) and "lab.csv" in str(err.value) and "labelled people by split" in str(err.value)
