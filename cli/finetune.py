@@ -30,9 +30,9 @@ def _baselines(ctx, param, value):
 @click.option("--labels", required=True, type=click.Path(dir_okay=False), help="Table with FID, IID and the target.")
 @click.option("--target", required=True, help="Column of the labels table to predict.")
 @click.option("--task", type=click.Choice(["binary", "multiclass", "ordinal", "regression"]),
-              help="Default: inferred from the column (2 values: binary; text or whole numbers 0..K-1 with "
-                   "K <= 10: multiclass; other numbers: regression). A --task that does not fit the column is "
-                   "refused.")
+              help="Default: inferred from the column (2 distinct values: binary; text, or whole numbers >= 0 "
+                   "with at most 10 distinct values: multiclass (ordinal: grades scored by kappa); other numbers: "
+                   "regression). A --task that does not fit the column is refused.")
 @click.option("--mode", type=click.Choice(["linear", "full"]), default="linear", show_default=True,
               help="linear: frozen features + linear model; full: fine-tune the encoder end to end.")
 @click.option("--fractions", default="0.01,0.1,1", show_default=True, callback=_fractions,
