@@ -1,5 +1,11 @@
 """The training loop shared by every method: AdamW + warmup-cosine, gradient accumulation,
-bf16 autocast on GPU, clipping, DDP, non-finite-step skipping, preemption, exact resume.
+bf16 autocast on GPU, clipping, DDP, non-finite-step skipping, preemption (SIGTERM, SIGUSR1,
+Ctrl-C), exact resume.
+
+What a run shows: metrics.csv rows every ``log_every`` steps and one row per epoch (``train_*``
+means over the epoch and the validation metrics), all with the same 1-based epoch number; one
+log line per epoch (medcl.train.summary), step lines only with -v (or once a minute); and
+RUN/curves.png redrawn at each epoch's end (medcl.train.curves).
 
 A *method* is an ``nn.Module`` whose ``forward(batch)`` returns a dict of scalar losses with
 the total under ``"loss"`` (other entries are logged). The data come from
