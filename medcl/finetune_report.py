@@ -14,6 +14,7 @@ COLORS = {"pretrained": "#1f77b4", "random": "#7f7f7f", "pixels": "#d62728"}
 LABELS = {"auc": "AUC", "accuracy": "accuracy", "macro_auc": "macro AUC", "qwk": "quadratic-weighted kappa",
           "r2": "R²", "mse": "MSE"}
 LOWER_IS_BETTER = {"mse"}
+R2_FLOOR = -1.0          # the picture's lowest R² (below: worse than predicting a constant, by far)
 
 
 def _pct(f: float) -> str:
@@ -157,6 +158,12 @@ def plot_label_efficiency(report: dict, path) -> Path:
             for r in rows:
                 vals = [v for v in r[m]["values"] if math.isfinite(v)]
                 ax.scatter([r["fraction"]] * len(vals), vals, s=9, color=color, alpha=0.45, lw=0)
+        if m == "r2":                                      # a 2-person fit can reach R² -15: keep 0..1 readable
+            low, high = ax.get_ylim()
+            ax.set_ylim(max(low, R2_FLOOR), min(high, 1.05))
+            if low < R2_FLOOR:
+                ax.text(0.98, 0.02, f"R² below {R2_FLOOR:g} off the scale", transform=ax.transAxes, fontsize=8,
+                        color="0.35", ha="right")
         const = (report.get("constant") or {}).get(m, float("nan"))
         if math.isfinite(const):
             ax.axhline(const, ls="--", color="black", lw=1, label="constant predictor")
