@@ -372,6 +372,7 @@ def _decode_place(cfg: PretrainConfig, device: torch.device) -> str:
 FREE_ON_RESUME = ("resume", "init_from", "device", "workers", "decode", "log_every", "checkpoint_every",
                   "max_bad_fraction", "epochs", "batch_size")
 _PATHS = ("data", "genotypes", "prs", "burden", "snp_ids")
+_MACHINE = ("device", "workers", "decode", "init_from")  # not taken from the run: this machine's defaults
 
 
 def _run_config_file(cfg: PretrainConfig) -> Path | None:
@@ -391,8 +392,9 @@ def _same(name: str, a, b) -> bool:
 
 
 def resume_settings(cfg: PretrainConfig, given) -> PretrainConfig:
-    """--resume: the run's config.yaml fills every option not in ``given``; an option given with
-    another value than the run's is refused (ConfigError listing them) unless it is one of
+    """--resume: the run's config.yaml fills every option not in ``given`` (but those of the
+    machine: --device, --workers, --decode keep their defaults); an option given with another
+    value than the run's is refused (ConfigError listing them) unless it is one of
     FREE_ON_RESUME. Without a config.yaml (a fresh --out) ``cfg`` is returned as it is."""
     import yaml
 
@@ -415,7 +417,8 @@ def resume_settings(cfg: PretrainConfig, given) -> PretrainConfig:
                               f"--init-from {Path(path).parent / 'encoder.safetensors'} --out NEW_RUN; only --epochs, "
                               "--batch-size (same global batch), --device, --workers, --decode, --log-every, "
                               "--checkpoint-every and --max-bad-fraction may change on resume")
-    return replace(cfg, **{k: tuple(v) if isinstance(v, list) else v for k, v in stored.items() if k not in given})
+    return replace(cfg, **{k: tuple(v) if isinstance(v, list) else v for k, v in stored.items()
+                           if k not in given and k not in _MACHINE})
 
 
 def _show(v) -> str:
