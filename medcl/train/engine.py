@@ -37,6 +37,9 @@ from medcl.train.signals import Preempted, StopFlag
 
 log = logging.getLogger("medcl")
 
+_RESUME_FIX = ("resume with the settings the run was started with (RUN/config.yaml), or start a new run "
+               "from its weights: --init-from RUN/encoder.safetensors --out NEW_RUN")
+
 
 @dataclass
 class TrainConfig:
@@ -172,8 +175,7 @@ class Trainer:
         except RuntimeError as exc:  # another architecture, width or modality set
             first = str(exc).splitlines()[1:2] or [str(exc)[:200]]
             raise MedclError(f"checkpoint does not fit this model ({first[0].strip()})", path=path,
-                             fix="resume with the settings the run was started with (RUN/config.yaml), or start "
-                                 "a new run from its weights with --init-from and another --out") from None
+                             fix=_RESUME_FIX) from None
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
@@ -204,8 +206,7 @@ class Trainer:
 
     def _check_fits(self, state: dict, path: Path) -> None:
         """MedclError when the checkpoint is of another method, batch or length of epoch."""
-        fix = ("resume with the settings the run was started with (RUN/config.yaml), or start a new run "
-               "from its weights: --init-from RUN/encoder.safetensors --out NEW_RUN")
+        fix = _RESUME_FIX
         method, mine = state.get("method"), self.extra_state.get("method")
         if method and mine and method != mine:
             raise MedclError(f"checkpoint is of a {method} run, not {mine}", path=path, fix=fix)
