@@ -30,14 +30,29 @@ def _floats(row: dict) -> dict[str, float]:
     return out
 
 
+def epoch_rows(rows: list[dict]) -> list[dict]:
+    """The per-epoch rows of metrics.csv (those with train_* or val_* columns), as numbers (epoch
+    and step as integers)."""
+    return [{**r, "epoch": int(r["epoch"]), **({"step": int(r["step"])} if "step" in r else {})}
+            for r in map(_floats, rows) if "epoch" in r and any(k.startswith(("train_", "val_")) for k in r)]
+
+
+def read_metrics(path) -> list[dict]:
+    """RUN/metrics.csv as a list of rows (strings, as written)."""
+    import csv
+
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
 def plot_curves(rows: list[dict], title: str = ""):
     """A matplotlib Figure of the run's curves; x is the epoch (fractional for step rows)."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
+    epochs = epoch_rows(rows)
     rows = [_floats(r) for r in rows]
     steps = [r for r in rows if "loss" in r and "step" in r]
-    epochs = [r for r in rows if "epoch" in r and any(k.startswith(("train_", "val_")) for k in r)]
     ends = [(r["epoch"], r["step"]) for r in epochs if r["epoch"] > 0]
     per_epoch = ends[-1][1] / ends[-1][0] if ends and ends[-1][1] > 0 else None
     metrics = {name: ks for r in epochs[-1:] for name, ks in retrieval(r).items()}
