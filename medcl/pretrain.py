@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from medcl.data.fit import DEFAULT_FIT
+from medcl.data.fit import DEFAULT_FIT, LEGACY_FIT
 from medcl.device import resolve_device
 from medcl.errors import ConfigError
 from medcl.methods._config import plain
@@ -408,6 +408,7 @@ def resume_settings(cfg: PretrainConfig, given) -> PretrainConfig:
                           fix="restore the file, or start a new run with another --out") from None
     names = {f.name for f in fields(PretrainConfig)}
     stored = {k: v for k, v in stored.items() if k in names and k not in ("out", "resume")}
+    stored.setdefault("fit", LEGACY_FIT)        # a run from before --fit squashed its images
     now = plain(asdict(cfg))
     differ = [k for k, v in stored.items() if k in given and k not in FREE_ON_RESUME and not _same(k, now[k], v)]
     if differ:

@@ -26,6 +26,7 @@ log = logging.getLogger("medcl")
 
 FITS = ("pad", "crop", "squash")
 DEFAULT_FIT = "pad"
+LEGACY_FIT = "squash"   # what a run (config.yaml, weights) written before --fit existed did
 
 _SAID = {
     "pad": "non-square images are letterboxed into the square input: aspect ratio kept, black bands "
@@ -93,5 +94,5 @@ def run_fit(meta: dict, weights) -> tuple[str, str]:
                 return fit, str(path)
             break
     if preprocessing:
-        return "squash", "weights written before --fit existed"
+        return LEGACY_FIT, "weights written before --fit existed"
     return DEFAULT_FIT, "the default"
