@@ -65,7 +65,7 @@ demo: install
 	$(VENV)/bin/medcl finetune $(DEMO_OUT)/run/encoder.safetensors --data $(DEMO_OUT)/cohort/manifest.csv \
 	    --labels $(DEMO_OUT)/cohort/labels.csv --target bone_density --task regression \
 	    --out $(DEMO_OUT)/finetune-bone_density $(DEMO_FINETUNE)
-	@$(PY) -m medcl.demo_summary $(DEMO_OUT)
+	@$(PY) -P -m medcl.demo_summary $(DEMO_OUT)   # -P: the installed medcl, not ./medcl
 
 # Every pretraining method on the demo cohort (contig; simclr and swav with --pairs views and
 # patient; puzzle), then one linear-probe table against random init (medcl/compare.py).

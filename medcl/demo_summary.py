@@ -14,9 +14,9 @@ import math
 import sys
 from pathlib import Path
 
-from medcl.finetune_report import LABELS, NAMES
+from medcl.finetune_report import LABELS, NAMES, num
 from medcl.train.curves import epoch_rows, read_metrics
-from medcl.train.summary import comments, epoch_line, fmt
+from medcl.train.summary import comments, epoch_line
 
 
 def _pretrain_section(run: Path) -> list[str]:
@@ -59,11 +59,10 @@ def _finetune_section(folder: Path) -> list[str]:
         if r["fraction"] == top and metric in r:
             m = r[metric]
             name = NAMES.get(r["encoder"], r["encoder"])
-            at_top.append(f"{name} {fmt(m['mean'])} ± {fmt(m['sd'])}" if math.isfinite(m["mean"]) else
-                          f"{name} undefined")
+            at_top.append(f"{name} {num(m['mean'])} ± {num(m['sd'])}")
     const = (report.get("constant") or {}).get(metric)
     if const is not None and math.isfinite(const):
-        at_top.append(f"constant predictor {fmt(const)}")
+        at_top.append(f"constant predictor {num(const)}")
     lines.append(f"- test {label} with {top * 100:.3g}% of the labels: " + ", ".join(at_top))
     lines += [f"- {v}" for v in report.get("verdict", [])]
     if (folder / "label_efficiency.png").exists():

@@ -142,7 +142,13 @@ def fit_linear(task: str, xtr, ytr, xva, yva, *, select: bool = True, n_classes:
     best, best_score = None, -np.inf
     for c in (0.001, 0.01, 0.1, 1.0, 10.0) if select else (1.0,):
         est = Ridge(alpha=1.0 / c) if task == "regression" else logistic.set_params(C=c)
-        model = make_pipeline(scaler, copy.deepcopy(est.fit(xs, ytr)))
+        with warnings.catch_warnings():
+            # Weak ridge penalties on many standardised features (raw pixels) leave X'X + αI
+            # ill-conditioned: scipy warns once per fit, the solution is still the least-squares
+            # one, and validation (not the warning) decides whether that strength is any good.
+            warnings.filterwarnings("ignore", message="Ill-conditioned matrix")
+            warnings.filterwarnings("ignore", message="An ill-conditioned matrix")
+            model = make_pipeline(scaler, copy.deepcopy(est.fit(xs, ytr)))
         if not select:
             return model
         s = _selection_score(task, scores(task, yva, *_predict(task, model, xva, n_classes)))

@@ -25,7 +25,7 @@ def _count(n: int, one: str, many: str) -> str:
     return f"{n} {one if n == 1 else many}"
 
 
-def _num(v: float) -> str:
+def num(v: float) -> str:
     return f"{v:.3f}" if math.isfinite(v) else "undefined"
 
 
@@ -62,12 +62,12 @@ def format_table(report: dict) -> str:
         cells = []
         for m in metrics:
             mean, sd = row[m]["mean"], row[m]["sd"]
-            cells.append(f"{_num(mean):>7} ± {sd:<5.3f}" if math.isfinite(mean) else f"{'undefined':>{width}}")
+            cells.append(f"{num(mean):>7} ± {sd:<5.3f}" if math.isfinite(mean) else f"{'undefined':>{width}}")
         n = row.get("train_people")
         labels = _pct(row["fraction"]) + (f" ({n})" if n is not None else "")
         lines.append(f"{_encoder_name(report, row['encoder']):<13} {labels:>13}  " + "  ".join(cells))
     if report.get("constant"):
-        cells = [f"{_num(report['constant'][m]):>{width}}" for m in metrics]
+        cells = [f"{num(report['constant'][m]):>{width}}" for m in metrics]
         lines.append(f"{'constant':<13} {'-':>13}  " + "  ".join(cells))
         lines.append(_constant_note(report))
     undefined = report.get("undefined") or {}

@@ -39,7 +39,7 @@ def test_summary_names_pictures_and_restates_the_findings(tmp_path, capsys):
     text = capsys.readouterr().out
     assert (tmp_path / "SUMMARY.md").read_text().strip() == text.strip()
     assert "2 epochs" in text and "no better than chance" in text
-    assert "pretrained 0.7 ± 0.01, raw pixels 0.9 ± 0, constant predictor 0.5" in text
+    assert "pretrained 0.700 ± 0.010, raw pixels 0.900 ± 0.000, constant predictor 0.500" in text
     assert "pretraining did not help here" in text
     assert str(tmp_path / "run" / "curves.png") in text
     assert str(tmp_path / "finetune-cardiomegaly" / "label_efficiency.png") in text
