@@ -48,8 +48,8 @@ def atomic_write(path, write) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        honour_umask(tmp)
         write(tmp)
+        honour_umask(tmp)   # after write: some writers (safetensors) replace the file with a 0600 one
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
