@@ -19,10 +19,10 @@ COMMANDS = {
     "demo-data": ("demo_data", "Write the synthetic demo cohort (DICOMs, PLINK, tables) to OUT."),
     "manifest": ("manifest", "Write an editable manifest (hashed patient IDs, frames, splits) for a DICOM folder."),
     "prepare": ("prepare", "Pack DICOM pixels into shards (resumable, parallel) for fast loading."),
-    "pretrain": ("pretrain", "Self-supervised pretraining (ContIG: images with genetics)."),
+    "pretrain": ("pretrain", "Self-supervised pretraining: ContIG (images with genetics), SimCLR, SwAV, puzzles."),
     "preview": ("preview", "Write a PNG grid of augmented views, to check the augmentation before a run."),
     "embed": ("embed", "Image embeddings and GWAS phenotype tables from pretrained weights."),
-    "finetune": ("finetune", "Label-efficiency evaluation of pretrained weights against random init."),
+    "finetune": ("finetune", "Label-efficiency curves of pretrained weights against random init and raw pixels."),
 }
 
 
