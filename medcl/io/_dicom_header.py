@@ -5,11 +5,15 @@ pydicom parses an element's value only when it is first read, so a malformed val
 Every element medcl reads goes through :func:`element`, which guards that one pydicom call and
 names the element (never its value). The other functions check what medcl relies on: a bit
 layout that adds up, finite rescale and window values, a transfer syntax DICOM defines, and a
-declared size the Pixel Data can hold (:func:`check_size`, before anything is allocated).
+declared size the Pixel Data can hold (:func:`check_size`, before anything is allocated), and,
+for JPEG-family pixel data, a size in each frame's own codestream header that matches the
+DICOM header (:func:`check_codestreams`: a flipped bit there would have a decoder plugin
+allocate gigabytes before failing).
 """
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -159,3 +163,79 @@ def window(ds, path: Path):
         raise DicomError(f"invalid Window Width {width} for {function}", path=path,
                          fix="pass voi=False, or fix the file's window")
     return center, width, function.lower()
+
+
+def encapsulated_frames(ds, pixel_data: bytes, nf: int, path: Path, what: str) -> list[bytes]:
+    """The ``nf`` frames of encapsulated Pixel Data (the Extended Offset Table when present)."""
+    from pydicom.encaps import generate_frames
+
+    eot, lengths = get(ds, "ExtendedOffsetTable", path), get(ds, "ExtendedOffsetTableLengths", path)
+    extended = (eot, lengths) if eot is not None and lengths is not None else None
+    try:
+        frames = []
+        for frame in generate_frames(pixel_data, number_of_frames=nf, extended_offsets=extended):
+            frames.append(bytes(frame))
+            if len(frames) == nf:
+                break
+    except Exception as exc:  # noqa: BLE001 - malformed encapsulation in any way; only pydicom's generator
+        raise DicomError(f"cannot read the encapsulated {what} pixel data ({type(exc).__name__})", path=path,
+                         fix=CORRUPT) from exc
+    if len(frames) != nf:
+        raise DicomError(f"{what} pixel data holds {len(frames)} frame(s), Number of Frames says {nf}", path=path)
+    return frames
+
+
+# Start-of-frame markers of JPEG (ISO 10918: baseline, extended, progressive, lossless, arithmetic)
+# and JPEG-LS (SOF55, 0xF7); 0xC4 (DHT), 0xC8 (JPG) and 0xCC (DAC) share the range but are not frames.
+_JPEG_SOF = {m for m in range(0xC0, 0xD0) if m not in (0xC4, 0xC8, 0xCC)} | {0xF7}
+_J2K_SIZ = b"\xff\x4f\xff\x51"   # SOC then SIZ: the first bytes of a JPEG 2000 codestream
+_J2K_SEARCH = 1 << 16             # a JP2 wrapper's boxes come first; the codestream starts within this
+
+
+def codestream_size(frame: bytes) -> tuple[int, int, int] | None:
+    """(rows, columns, components) that a JPEG, JPEG-LS or JPEG 2000 codestream declares in its
+    own header; rows 0 for a JPEG whose height comes later (DNL); None when no such header is
+    found (another encoding, or one too damaged to say)."""
+    try:
+        if frame[:2] == b"\xff\xd8":                              # JPEG / JPEG-LS: walk the marker segments
+            i = 2
+            while i + 4 <= len(frame):
+                if frame[i] != 0xFF:
+                    return None
+                marker = frame[i + 1]
+                if marker == 0xFF:                                  # fill byte
+                    i += 1
+                    continue
+                if marker in _JPEG_SOF:
+                    _, rows, cols, comps = struct.unpack(">BHHB", frame[i + 4:i + 10])
+                    return rows, cols, comps
+                if marker == 0xDA or marker == 0xD9:                # scan data or the end before any frame header
+                    return None
+                if 0xD0 <= marker <= 0xD8 or marker == 0x01:        # markers without a length
+                    i += 2
+                    continue
+                i += 2 + struct.unpack(">H", frame[i + 2:i + 4])[0]
+            return None
+        at = frame.find(_J2K_SIZ, 0, _J2K_SEARCH)
+        if at >= 0:                                                 # SIZ: Lsiz Rsiz Xsiz Ysiz XOsiz YOsiz … Csiz
+            x, y, x0, y0 = struct.unpack(">IIII", frame[at + 8:at + 24])
+            comps = struct.unpack(">H", frame[at + 40:at + 42])[0]
+            return y - y0, x - x0, comps
+    except struct.error:                                            # the header is cut short
+        return None
+    return None
+
+
+def check_codestreams(ds, pixel_data: bytes, g: Geometry, samples: int, path: Path) -> None:
+    """DicomError when a frame's JPEG-family codestream declares another size (or number of
+    components) than the DICOM header: decoders allocate what the codestream says, so a damaged
+    header there could ask for gigabytes. Frames without a recognisable header are left to the
+    decoder."""
+    for k, frame in enumerate(encapsulated_frames(ds, pixel_data, g.frames, path, "compressed")):
+        size = codestream_size(frame)
+        if size is None:
+            continue
+        rows, cols, comps = size
+        if cols != g.columns or rows not in (0, g.rows) or comps != samples:
+            raise DicomError(f"frame {k}'s compressed data declares {rows} x {cols} with {comps} component(s), "
+                             f"the header {g.rows} x {g.columns} with {samples}", path=path, fix=CORRUPT)

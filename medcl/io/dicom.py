@@ -111,7 +111,8 @@ def _stored_pixels(ds, path: Path) -> np.ndarray:
     """Decoded stored values, (H, W) or (F, H, W), integer numpy (pydicom and its plugins)."""
     _check_grayscale(ds, path)
     tsyntax = H.transfer_syntax(ds, path)
-    H.check_size(H.geometry(ds, path), len(H.pixel_bytes(ds, path)), tsyntax, path)
+    g, pixel_data = H.geometry(ds, path), H.pixel_bytes(ds, path)
+    H.check_size(g, len(pixel_data), tsyntax, path)
     if tsyntax is not None and tsyntax.is_compressed:
         from pydicom.pixels import get_decoder
         try:
@@ -123,6 +124,8 @@ def _stored_pixels(ds, path: Path) -> np.ndarray:
             raise MissingCodecError(
                 f"pixel data is compressed as {tsyntax.name} ({tsyntax}) and no decoder plugin for it "
                 "is installed", path=path, fix=_CODECS_FIX)
+        if tsyntax.is_encapsulated and tsyntax != H.RLE_LOSSLESS:   # before a plugin allocates what they say
+            H.check_codestreams(ds, pixel_data, g, H.int_value(ds, "SamplesPerPixel", path, 1), path)
     reason = "cannot decode the pixel data"
     try:
         arr = ds.pixel_array

@@ -82,7 +82,7 @@ def raw_from_dataset(ds, path: str | os.PathLike) -> list[RawImage]:
         if tsyntax is not None and g.bits_allocated in (8, 16, 32):
             if tsyntax == H.RLE_LOSSLESS:
                 return [RawImage(data=f, encoding=ENCODINGS["rle"], **layout, **common)
-                        for f in _rle_frames(ds, pixel_data, g.frames, path)]
+                        for f in H.encapsulated_frames(ds, pixel_data, g.frames, path, "RLE")]
             big_ow8 = (g.bits_allocated == 8 and not tsyntax.is_little_endian
                        and H.element(ds, "PixelData", path).VR == "OW")
             if not tsyntax.is_encapsulated and not big_ow8:
@@ -99,25 +99,6 @@ def _native_frames(pixel_data: bytes, frame_bytes: int, nf: int) -> list[bytes]:
         return [bytes(pixel_data)]
     view = memoryview(pixel_data)
     return [bytes(view[i * frame_bytes:(i + 1) * frame_bytes]) for i in range(nf)]
-
-
-def _rle_frames(ds, pixel_data: bytes, nf: int, path: Path) -> list[bytes]:
-    from pydicom.encaps import generate_frames
-
-    eot, lengths = H.get(ds, "ExtendedOffsetTable", path), H.get(ds, "ExtendedOffsetTableLengths", path)
-    extended = (eot, lengths) if eot is not None and lengths is not None else None
-    try:
-        frames = []
-        for frame in generate_frames(pixel_data, number_of_frames=nf, extended_offsets=extended):
-            frames.append(bytes(frame))
-            if len(frames) == nf:
-                break
-    except Exception as exc:  # noqa: BLE001 - malformed encapsulation in any way; only pydicom's generator
-        raise DicomError(f"cannot read the encapsulated RLE pixel data ({type(exc).__name__})", path=path,
-                         fix=H.CORRUPT) from exc
-    if len(frames) != nf:
-        raise DicomError(f"RLE pixel data holds {len(frames)} frame(s), Number of Frames says {nf}", path=path)
-    return frames
 
 
 def _decoded_frames(arr: np.ndarray, path: Path, common: dict) -> list[RawImage]:

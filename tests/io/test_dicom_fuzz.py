@@ -48,8 +48,10 @@ def test_mutated_files_give_success_or_dicom_error(files, seed, tmp_path):
     bad = [f"case {f['case']} {f['route']}: {f['outcome']} ({f['source']}, {', '.join(f['mutations'])})"
            for f in res["failures"]]
     assert not bad, f"seed {seed} (python bench/dicom_fuzz.py --seed {seed} --cases {CASES}):\n" + "\n".join(bad)
-    for route, counts in res["outcomes"].items():  # the mutations leave both readable and broken files
-        assert counts.get("ok", 0) >= CASES // 10 and counts.get("DicomError", 0) >= CASES // 10, (route, counts)
+    # The mutations leave both readable and broken files: about 12% read (2,000 cases, seed 99),
+    # so 36 ± 6 of 300; at least 10 fails by chance about once in 10^5 runs.
+    for route, counts in res["outcomes"].items():
+        assert counts.get("ok", 0) >= CASES // 30 and counts.get("DicomError", 0) >= CASES // 2, (route, counts)
 
 
 def test_prepare_lists_mutated_files_as_bad_files(files, seed, tmp_path):
@@ -112,6 +114,15 @@ def _rle_panic() -> bytes:
     return bytes(data)
 
 
+def _codestream_size(name: str, marker: bytes, offset: int, value: bytes) -> bytes:
+    """The file with ``value`` written ``offset`` bytes after the first ``marker`` of its pixel
+    data: a size field of the codestream's own header (the DICOM header keeps its size)."""
+    data = bytearray(Path(_names()[name]).read_bytes())
+    at = data.index(marker, data.rindex(b"\xe0\x7f\x10\x00")) + offset
+    data[at:at + len(value)] = value
+    return bytes(data)
+
+
 CASES_BY_HAND = {  # name → (bytes, words the message has); before: the exception in the comment
     "unknown VR": (lambda: _unknown_vr("MR_small.dcm", "PhotometricInterpretation"),
                    "malformed PhotometricInterpretation"),                                  # NotImplementedError
@@ -125,6 +136,12 @@ CASES_BY_HAND = {  # name → (bytes, words the message has); before: the except
                                                    Columns=b"\xff\xff"), "would decode to"),  # (size guard)
     "absurd size, RLE": (lambda: _with_value("MR_small_RLE.dcm", "Rows", b"\xff\xff"), "cannot fit"),
     "RLE decoder panic": (_rle_panic, "cannot decode the pixel data"),                      # PanicException
+    # a bit flipped in a codestream's own size: openjpeg allocated ~24 GB for 16,778,240 rows
+    # (the OOM killer ended bench/dicom_fuzz.py --seed 12); JPEG-LS read the same way as JPEG
+    "codestream size, JPEG 2000": (lambda: _codestream_size("MR_small_jp2klossless.dcm", b"\xff\x4f\xff\x51",
+                                                            12, (4096).to_bytes(4, "big")), "compressed data declares"),
+    "codestream size, JPEG-LS": (lambda: _codestream_size("MR_small_jpeg_ls_lossless.dcm", b"\xff\xf7", 5,
+                                                          b"\xff\xf0"), "compressed data declares"),
     "video transfer syntax": (lambda: _transfer_syntax("MR_small.dcm", b"1.2.840.10008.1.2.4.100\x00"),
                               "which medcl cannot decode"),     # MissingCodecError, "install medcl[codecs]"
 }
