@@ -133,6 +133,15 @@ def verdict(report: dict) -> list[str]:
     return lines
 
 
+def r2_floor(report: dict) -> float:
+    """The R² panel's lowest value: R2_FLOOR, or lower where the best encoder's mean or the constant
+    predictor lie below it (a tiny test split), so that what matters stays in the picture."""
+    means = [r["r2"]["mean"] for r in report["summary"] if math.isfinite(r["r2"]["mean"])]
+    const = (report.get("constant") or {}).get("r2", float("nan"))
+    shown = ([max(means)] if means else []) + ([const] if math.isfinite(const) else [])
+    return min([R2_FLOOR] + [v - 0.1 * abs(v) for v in shown])
+
+
 def plot_label_efficiency(report: dict, path) -> Path:
     """OUT/label_efficiency.png: one panel per metric, test score against the fraction of labelled
     training people (log scale), mean line with a ± sd band and the repeats as dots, per encoder;
@@ -160,9 +169,10 @@ def plot_label_efficiency(report: dict, path) -> Path:
                 ax.scatter([r["fraction"]] * len(vals), vals, s=9, color=color, alpha=0.45, lw=0)
         if m == "r2":                                      # a 2-person fit can reach R² -15: keep 0..1 readable
             low, high = ax.get_ylim()
-            ax.set_ylim(max(low, R2_FLOOR), min(high, 1.05))
-            if low < R2_FLOOR:
-                ax.text(0.98, 0.02, f"R² below {R2_FLOOR:g} off the scale", transform=ax.transAxes, fontsize=8,
+            floor = r2_floor(report)
+            ax.set_ylim(max(low, floor), min(high, 1.05))
+            if low < floor:
+                ax.text(0.98, 0.02, f"R² below {floor:.3g} off the scale", transform=ax.transAxes, fontsize=8,
                         color="0.35", ha="right")
         const = (report.get("constant") or {}).get(m, float("nan"))
         if math.isfinite(const):

@@ -210,3 +210,14 @@ def test_too_few_labelled_people_per_split_is_a_clear_error():
         with pytest.raises(TableError) as err:
             split_people(cohort, broken, "binary", "lab.csv")
         assert says in str(err.value) and "lab.csv" in str(err.value) and "labelled people by split" in str(err.value)
+
+
+def test_r2_panel_keeps_the_best_encoder_and_the_constant_in_view():
+    from medcl.finetune_report import R2_FLOOR, r2_floor
+
+    def report(means, const):
+        return {"summary": [{"r2": {"mean": v}} for v in means], "constant": {"r2": const}}
+
+    assert r2_floor(report([0.5, -15.0, float("nan")], -0.01)) == R2_FLOOR     # a 2-person fit stays off the scale
+    floor = r2_floor(report([-17.6, -52.0, -1672.0], -22.5))                     # a tiny test split: all below -1
+    assert -25.0 < floor <= -22.5 * 1.1 + 1e-9 and floor > -52.0
