@@ -366,16 +366,22 @@ def test_fuzzed_rle_matches_reference(device, gen):
             buf[int(rng.integers(0, len(buf)))] = int(rng.integers(0, 256))
         if rng.random() < 0.4:
             buf = buf[: int(rng.integers(0, len(buf) + 1))]
-        fn = int(rng.integers(0, 5))
-        images.append((bytes(buf), desc))
-        fns.append(fn)
-        params.append(_random_params(rng, desc, fn))
-        invs.append(bool(rng.random() < 0.5))
+        _add_case(rng, (images, fns, params, invs), bytes(buf), desc)
     args = _pack(images, fns, params, invs)
     want, want_status = decode_pixels_reference(*args, 16, 40, torch.float64)
     got, status = _run(args, 16, 40, torch.float32, device)
     assert torch.equal(status, want_status), gen.initial_seed()
     _assert_matches(got, want, torch.float32, gen.initial_seed())
+
+
+def _add_case(rng, lists, data: bytes, desc) -> None:
+    """Appends one frame with a random window function, its parameters and inversion."""
+    images, fns, params, invs = lists
+    fn = int(rng.integers(0, 5))
+    images.append((data, desc))
+    fns.append(fn)
+    params.append(_random_params(rng, desc, fn))
+    invs.append(bool(rng.random() < 0.5))
 
 
 @needs_ext
@@ -405,11 +411,7 @@ def test_long_rle_segments_match_reference(device, gen):
         elif kind == 4:                                                        # trailing garbage
             buf += rng.integers(0, 256, size=int(rng.integers(1, 300)), dtype=np.uint8).tobytes()
         desc = [rows, cols, 16, 16, 15, 0, RLE]
-        fn = int(rng.integers(0, 5))
-        images.append((bytes(buf), desc))
-        fns.append(fn)
-        params.append(_random_params(rng, desc, fn))
-        invs.append(bool(rng.random() < 0.5))
+        _add_case(rng, (images, fns, params, invs), bytes(buf), desc)
     args = _pack(images, fns, params, invs)
     want, want_status = decode_pixels_reference(*args, rows, cols, torch.float64)
     assert (want_status[:3] == 0).all()
