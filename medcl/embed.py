@@ -25,7 +25,7 @@ FORMATS = ("parquet", "csv", "npy", "pheno")
 def image_encoder_from(meta: dict, state: dict | None = None, *, seed: int = 0) -> nn.Module:
     """The image encoder that a weights file's ``meta`` describes, with the ``image_encoder.*``
     tensors of ``state`` loaded (None: random weights drawn after seeding with ``seed``)."""
-    from medcl.methods._config import config_from_dict
+    from medcl.config import config_from_dict
     from medcl.models import ImageEncoderConfig, build_image_encoder
 
     image_cfg = config_from_dict(ImageEncoderConfig, meta["config"]["image"])   # every method has one

@@ -23,7 +23,7 @@ import torch
 from medcl.data.fit import DEFAULT_FIT, LEGACY_FIT
 from medcl.device import resolve_device
 from medcl.errors import ConfigError
-from medcl.methods._config import plain
+from medcl.config import plain
 from medcl.train.summary import comments
 
 log = logging.getLogger("medcl")

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from medcl.losses import ContigLoss, loss_input
-from medcl.methods._config import DictConfig
+from medcl.config import DictConfig
 from medcl.methods.retrieval import topk_accuracy
 from medcl.models import (GeneticsEncoderConfig, ImageEncoderConfig, ProjectionHeadConfig, build_genetics_encoder,
                           build_image_encoder, build_projection_head)

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from medcl.losses.puzzle import KINDS, PuzzleLoss
-from medcl.methods._config import DictConfig
+from medcl.config import DictConfig
 from medcl.models import ImageEncoderConfig, build_image_encoder
 from medcl.ops import hungarian, sinkhorn
 

@@ -14,7 +14,7 @@ from torch import nn
 
 from medcl.losses import loss_input
 from medcl.losses.ntxent import NTXentLoss
-from medcl.methods._config import DictConfig
+from medcl.config import DictConfig
 from medcl.methods.retrieval import topk_accuracy
 from medcl.models import ImageEncoderConfig, ProjectionHeadConfig, build_image_encoder, build_projection_head
 

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from medcl.losses.swav import SwAVLoss
-from medcl.methods._config import DictConfig
+from medcl.config import DictConfig
 from medcl.methods.simclr import project_views, view_retrieval
 from medcl.models import ImageEncoderConfig, ProjectionHeadConfig, build_image_encoder, build_projection_head
 from medcl.ops import collectives

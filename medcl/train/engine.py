@@ -26,6 +26,7 @@ from typing import Callable, Iterable
 import torch
 from torch import nn
 
+from medcl.config import option
 from medcl.errors import MedclError
 from medcl.progress import Progress
 from medcl.train import checkpoint as ckpt
@@ -43,17 +44,17 @@ _RESUME_FIX = ("resume with the settings the run was started with (RUN/config.ya
 
 @dataclass
 class TrainConfig:
-    epochs: int = 10              # passes over the training split
-    lr: float = 1e-3              # peak learning rate, reached after warmup
-    weight_decay: float = 1e-4    # AdamW decoupled weight decay (none on norms and biases)
-    warmup_epochs: float = 1.0    # linear warmup length, in epochs
+    epochs: int = option(10, "Passes over the training split (1 or more).")
+    lr: float = option(1e-3, "Peak learning rate, reached after warmup.")
+    weight_decay: float = option(1e-4, "AdamW decoupled weight decay (none on norms and biases).")
+    warmup_epochs: float = option(1.0, "Linear warmup length, in epochs.")
     min_lr_ratio: float = 0.0     # final lr as a fraction of the peak (cosine decay)
-    accumulate: int = 1           # micro-batches per optimizer step
-    clip_grad: float = 1.0        # max global gradient L2 norm; 0 disables clipping
-    precision: str = "auto"       # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp16 | fp32
-    seed: int = 0                 # base seed; rank r seeds with seed + r
-    log_every: int = 10           # optimizer steps between metrics rows / log lines
-    checkpoint_every: int = 0     # optimizer steps between checkpoints; 0 = end of each epoch only
+    accumulate: int = option(1, "Micro-batches per optimizer step.")
+    clip_grad: float = option(1.0, "Max global gradient L2 norm (0: off).")
+    precision: str = option("auto", "auto: bf16 autocast on GPU, fp32 on CPU.", choices=("auto", "bf16", "fp16", "fp32"))
+    seed: int = option(0, "Base seed (rank r seeds with seed + r); also draws the splits.")
+    log_every: int = option(10, "Steps between metrics.csv rows (and step log lines with -v; else one line per epoch).")
+    checkpoint_every: int = option(0, "Steps between checkpoints (0: end of each epoch).")
     keep_checkpoints: int = 2     # step-N.pt files kept (last.pt besides)
     max_nonfinite: int = 5        # consecutive skipped (non-finite) steps before aborting
 
