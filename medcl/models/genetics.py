@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from medcl.config import option
+
 
 class GeneticsEncoder(nn.Module):
     """``forward(x: (B, in_dim)) -> (B, out_dim)``; ``out_dim`` is ``in_dim`` for the identity,
@@ -49,8 +51,9 @@ class GeneticsEncoder(nn.Module):
 
 @dataclass
 class GeneticsEncoderConfig:
-    hidden_layers: int = 1             # 0 = identity, else 1-2 blocks of Linear → ReLU → BatchNorm1d
-    hidden: int = 2048                 # width of each hidden block (ContIG: 2048)
+    hidden_layers: int = option(1, "Hidden layers of each genetic encoder (0: identity, else 1-2 blocks of "
+                                   "Linear → ReLU → BatchNorm1d).", low=0, high=2)
+    hidden: int = option(2048, "Width of each hidden block (ContIG: 2048).")
 
 
 def build_genetics_encoder(in_dim: int, cfg: GeneticsEncoderConfig) -> GeneticsEncoder:

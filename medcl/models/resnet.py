@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from medcl.config import option
+
 # depth → (block kind, blocks per stage)
 DEPTHS = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)), 50: ("bottleneck", (3, 4, 6, 3))}
 MIN_CHANNELS = 8
@@ -155,8 +157,8 @@ class ResNet(nn.Module):
 
 @dataclass
 class ImageEncoderConfig:
-    arch: str = "resnet18"             # resnet18 | resnet34 | resnet50
-    width: float = 1.0                 # factor on every stage's channels (≥ 8 kept); < 1 for CPU runs
+    arch: str = option("resnet18", "Image encoder.", choices=lambda: tuple(ARCHS))
+    width: float = option(1.0, "Channel width factor (every stage's channels, 8 or more kept; 0.25 for CPU).")
     in_channels: int = 1               # image channels (1 for radiographs)
     zero_init_residual: bool = True    # each residual block starts as the identity (last BN scale 0)
 
