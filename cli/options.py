@@ -80,24 +80,93 @@ def _pair(ctx, param, value):
     return (lo, hi)
 
 
+def _csv(ctx, param, value):
+    if value is None or isinstance(value, tuple):
+        return value
+    items = tuple(v.strip() for v in str(value).split(",") if v.strip())
+    return items or None
+
+
+def _shown(value) -> str:
+    return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value) if isinstance(value, tuple) else value
+
+
+def _click_type(leaf):
+    import types
+    import typing
+
+    if leaf.choices:
+        return click.Choice(leaf.choices)
+    t = leaf.type
+    if isinstance(t, types.UnionType) or typing.get_origin(t) is typing.Union:
+        t = next(a for a in typing.get_args(t) if a is not type(None))
+    if t is int and (leaf.meta.get("low") is not None or leaf.meta.get("high") is not None):
+        return click.IntRange(leaf.meta.get("low"), leaf.meta.get("high"))
+    return t if t in (int, float, str) else None
+
+
+class GroupedOption(click.Option):
+    """An option with the --help section it is listed under (GroupedCommand)."""
+
+    def __init__(self, *args, help_group: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.help_group = help_group
+
+
+def option_of(leaf, group: str):
+    """The click option decorator of a config setting (medcl.config.option): flag, type, default
+    and help come from the field; ``group`` is the --help section it is listed under."""
+    flag = "--" + leaf.name.replace("_", "-")
+    default, meta = leaf.default, leaf.meta
+    kw = dict(default=default, help=meta.get("help") or None, show_default=default is not None)
+    if isinstance(default, bool):
+        decls = [f"{flag}/--no-{flag[2:]}"]
+    else:
+        decls = [flag]
+        if meta.get("parse"):  # unset (None) on the command line: the config keeps its default
+            kw.update(default=None, callback=_pair if meta["parse"] == "pair" else _csv, type=str,
+                      metavar="LOW,HIGH" if meta["parse"] == "pair" else "A,B,...",
+                      show_default=_shown(default) if default is not None else False)
+        else:
+            kw["type"] = _click_type(leaf)
+    if meta.get("shown"):
+        kw["show_default"] = meta["shown"]
+    return click.option(*decls, cls=GroupedOption, help_group=group, **kw)
+
+
+def options_from(leaves, group: str, skip=()):
+    """A decorator adding the options of these settings, in their order, under one --help section."""
+    made = [option_of(leaf, group) for leaf in leaves if leaf.name not in skip]
+
+    def decorate(func):
+        for option in reversed(made):
+            func = option(func)
+        return func
+
+    return decorate
+
+
+class GroupedCommand(click.Command):
+    """A command whose --help lists its options in sections (an option's ``help_group``;
+    options without one under "Other options")."""
+
+    def format_options(self, ctx, formatter):
+        groups: dict[str, list] = {}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record:
+                groups.setdefault(getattr(param, "help_group", None) or "Other options", []).append(record)
+        for name, rows in groups.items():
+            with formatter.section(name):
+                formatter.write_dl(rows)
+
+
 def augment_options(func):
-    """The augmentation settings (medcl.data.augment.AugmentConfig; unset: its default)."""
-    options = [
-        click.option("--crop-scale", callback=_pair, help="Random crop area as a fraction of the image, LOW,HIGH "
-                     "[default: 0.5,1]."),
-        click.option("--crop-ratio", callback=_pair, help="Crop aspect ratio (width/height) range [default: 0.75,1.333]."),
-        click.option("--rotation", type=float, help="Largest rotation in degrees, either way [default: 10]."),
-        click.option("--hflip", type=float, help="Probability of a horizontal flip [default: 0: radiographs "
-                     "have a left and a right]."),
-        click.option("--jitter-p", type=float, help="Probability of the brightness/contrast/gamma jitter [default: 0.8]."),
-        click.option("--brightness", type=float, help="Largest additive brightness shift [default: 0.1]."),
-        click.option("--contrast", type=float, help="Contrast factor range 1 ± this [default: 0.2]."),
-        click.option("--gamma", callback=_pair, help="Gamma range LOW,HIGH, drawn log-uniformly [default: 0.8,1.25]."),
-        click.option("--noise", type=float, help="Largest Gaussian noise std [default: 0.02]."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+    """The augmentation settings (medcl.data.augment.AugmentConfig) but its on/off switch."""
+    from medcl.config import leaves
+    from medcl.data.augment import AugmentConfig
+
+    return options_from(leaves(AugmentConfig), "Augmentation", skip=("augment",))(func)
 
 
 FITS = ("pad", "crop", "squash")  # medcl.data.fit.FITS (written here too: --help loads no torch)

@@ -34,7 +34,7 @@ COMMON = dict(arch="resnet18", width=0.25, image_size=96, batch_size=64, lr=2e-3
 class Run:
     name: str                      # row label (also the run folder's name)
     method: str                    # pretrain --method
-    options: dict = field(default_factory=dict)  # PretrainConfig fields besides COMMON
+    options: dict = field(default_factory=dict)  # pretrain options (by option name) besides COMMON
     epochs: int = 20               # pretraining epochs (before --epochs-scale)
 
 
@@ -75,7 +75,7 @@ def _pretrain(run: Run, root: Path, out: Path, epochs_scale: float, device: str)
             "resume": "auto" if folder.exists() else None}
     log.info("compare: pretraining %s (%d epochs)", run.name, epochs)
     t0 = time.monotonic()
-    result = run_pretrain(PretrainConfig(**opts))
+    result = run_pretrain(PretrainConfig.from_options(**opts))
     info = {"epochs": epochs, "pretrain_s": time.monotonic() - t0, "image_size": opts["image_size"],
             "last_validation": result.history[-1] if result.history else {}}
     done.write_text(json.dumps(info, indent=2, default=float) + "\n")

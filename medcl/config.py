@@ -24,12 +24,15 @@ def option(default=MISSING, help: str = "", *, flag: str | None = None, choices:
     """A dataclass field that is a user setting.
 
     ``help``: one sentence for --help. ``flag``: the option name when it differs from the field's
-    (``sk_iters`` for SwAV's ``sinkhorn_iters``). ``choices``: the allowed values. ``parse``:
+    (``sk_iters`` for SwAV's ``sinkhorn_iters``). ``choices``: the allowed values, or a function
+    returning them (a registry's names, read when the command line is built). ``parse``:
     ``"csv"`` (comma-separated → tuple) or ``"pair"`` (``LOW,HIGH`` → two floats). ``low``/``high``:
     bounds of an int. ``shown``: the default as --help writes it, when the value would mislead
     (``None`` standing for "derived"). ``cli=False``: a field the command line does not set.
     """
-    meta = {"help": help, "flag": flag, "choices": tuple(choices) if choices else None, "parse": parse,
+    if choices is not None and not callable(choices):
+        choices = tuple(choices)
+    meta = {"help": help, "flag": flag, "choices": choices, "parse": parse,
             "low": low, "high": high, "shown": shown, "cli": cli, "option": True}
     return dataclasses.field(default=default, default_factory=default_factory, metadata=meta)
 
@@ -57,7 +60,12 @@ class Leaf:
         """What makes two leaves of one name the same setting (sections of several methods may
         share one: SimCLR's and SwAV's --pairs)."""
         m = self.meta
-        return (self.name, repr(self.default), m.get("help"), m.get("choices"), m.get("parse"))
+        return (self.name, repr(self.default), m.get("help"), self.choices, m.get("parse"))
+
+    @property
+    def choices(self) -> tuple | None:
+        c = self.meta.get("choices")
+        return tuple(c()) if callable(c) else c
 
 
 def leaves(cls, path: tuple = ()) -> list[Leaf]:

@@ -11,7 +11,7 @@ from medcl.pretrain import PretrainConfig, resume_settings
 
 def _run(tmp_path, **stored):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({"method": "simclr", "width": 0.25, **stored}))
-    return PretrainConfig(out=str(tmp_path), resume="auto")
+    return PretrainConfig.from_options(out=str(tmp_path), resume="auto")
 
 
 def test_run_values_fill_options_not_given(tmp_path):

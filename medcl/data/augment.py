@@ -20,10 +20,11 @@ touches the global RNG.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 
+from medcl.config import option
 from medcl.data.fit import DEFAULT_FIT, crop_frame, fit_box
 
 
@@ -31,16 +32,17 @@ from medcl.data.fit import DEFAULT_FIT, crop_frame, fit_box
 class AugmentConfig:
     """Augmentation for one view; the defaults suit chest radiographs."""
 
-    enabled: bool = True  # False: eval_transform only (resize)
-    crop_scale: tuple = (0.5, 1.0)  # range of the crop's area as a fraction of the image's
-    crop_ratio: tuple = (3 / 4, 4 / 3)  # range of the crop's aspect ratio (width / height)
-    rotation: float = 10.0  # largest rotation in degrees, either way
-    hflip: float = 0.0  # probability of a horizontal flip (off: radiographs have a left and a right)
-    jitter_p: float = 0.8  # probability of the intensity jitter (brightness, contrast, gamma)
-    brightness: float = 0.1  # additive shift drawn from [-brightness, brightness]
-    contrast: float = 0.2  # contrast factor drawn from [1 - contrast, 1 + contrast], about the image mean
-    gamma: tuple = (0.8, 1.25)  # gamma drawn log-uniformly from this range
-    noise: float = 0.02  # Gaussian noise std drawn from [0, noise]
+    enabled: bool = option(True, "Augment the views (--no-augment: resized only).", flag="augment")
+    crop_scale: tuple = option((0.5, 1.0), "Random crop area as a fraction of the image, LOW,HIGH.", parse="pair")
+    crop_ratio: tuple = option((3 / 4, 4 / 3), "Crop aspect ratio (width/height) range.", parse="pair",
+                               shown="0.75,1.333")
+    rotation: float = option(10.0, "Largest rotation in degrees, either way.")
+    hflip: float = option(0.0, "Probability of a horizontal flip (0: radiographs have a left and a right).")
+    jitter_p: float = option(0.8, "Probability of the brightness/contrast/gamma jitter.")
+    brightness: float = option(0.1, "Largest additive brightness shift.")
+    contrast: float = option(0.2, "Contrast factor range 1 ± this (about the image mean).")
+    gamma: tuple = option((0.8, 1.25), "Gamma range LOW,HIGH, drawn log-uniformly.", parse="pair")
+    noise: float = option(0.02, "Largest Gaussian noise std (drawn from [0, this]).")
 
 
 @dataclass
@@ -70,7 +72,7 @@ class AugmentParams:
 
 
 # AugmentConfig fields the CLI exposes (medcl pretrain / medcl preview: --crop-scale, --rotation, ...).
-OPTIONS = ("crop_scale", "crop_ratio", "rotation", "hflip", "jitter_p", "brightness", "contrast", "gamma", "noise")
+OPTIONS = tuple(f.name for f in fields(AugmentConfig) if f.name != "enabled")  # the settings besides the switch
 
 
 def augment_config(enabled: bool = True, **fields) -> AugmentConfig:

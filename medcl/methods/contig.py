@@ -10,27 +10,25 @@ the gathered embeddings (medcl.ops.contrastive_loss's distributed path).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from medcl.losses import ContigLoss, loss_input
-from medcl.config import DictConfig
+from medcl.config import option
+from medcl.methods.base import ProjectionConfig
 from medcl.methods.retrieval import topk_accuracy
 from medcl.models import (GeneticsEncoderConfig, ImageEncoderConfig, ProjectionHeadConfig, build_genetics_encoder,
                           build_image_encoder, build_projection_head)
 
 
 @dataclass
-class ContigConfig(DictConfig):
-    modalities: tuple = ("snp",)                                           # genetic modalities aligned with the image
-    image: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)  # image encoder
-    genetics: GeneticsEncoderConfig = field(default_factory=GeneticsEncoderConfig)  # per-modality encoder
-    head_hidden: int = 2048                                                # projection head hidden width
-    proj_dim: int = 128                                                    # projection (embedding) size
-    temperature: float = 0.1                                               # InfoNCE temperature τ
-    alpha: float = 0.75                                                    # weight of image→genetics
+class ContigConfig(ProjectionConfig):
+    modalities: tuple = option(("snp",), cli=False)  # genetic modalities aligned with the image (the run's --modalities less image)
+    image: ImageEncoderConfig = option(default_factory=ImageEncoderConfig, cli=False)  # the run's --arch, --width
+    genetics: GeneticsEncoderConfig = option(default_factory=GeneticsEncoderConfig, flag="genetics")  # per modality
+    alpha: float = option(0.75, "Weight of image→genetics in each modality's loss.")
 
 
 class ContigMethod(nn.Module):

@@ -24,23 +24,24 @@ import torch
 from torch import nn
 
 from medcl.losses.puzzle import KINDS, PuzzleLoss
-from medcl.config import DictConfig
+from medcl.config import DictConfig, option
 from medcl.models import ImageEncoderConfig, build_image_encoder
 from medcl.ops import hungarian, sinkhorn
 
 
 @dataclass
 class PuzzleConfig(DictConfig):
-    image: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)  # shared tile encoder
-    grid: int = 3                       # n: puzzles of n × n tiles (N = n²)
+    image: ImageEncoderConfig = option(default_factory=ImageEncoderConfig, cli=False)  # shared tile encoder: --arch, --width
+    grid: int = option(3, "n × n tiles (N = n² per puzzle).", low=2, high=10)
     columns: tuple = ("path",)          # manifest columns of the co-registered modalities mixed in a puzzle
     tile_fraction: float = 0.85         # tile side / cell side (the rest is gap and position jitter)
     hidden: int = 512                   # hidden width of the position head (0: one linear layer)
     context: bool = True                # the head also sees the mean of the puzzle's tile features
-    sinkhorn_iters: int = 20            # Sinkhorn row + column normalisation rounds
+    sinkhorn_iters: int = option(20, "Sinkhorn iterations (row + column normalisation rounds).")
     tau: float = 1.0                    # Sinkhorn temperature τ
     noise: float = 0.0                  # Gumbel noise factor while training (0: none)
-    loss: str = "mse"                   # mse (the paper) | ce
+    loss: str = option("mse", "mse against the permutation matrix (the paper) or ce on the log-matrix.",
+                       flag="puzzle_loss", choices=KINDS)
 
 
 class PuzzleHead(nn.Module):

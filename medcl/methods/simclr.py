@@ -7,38 +7,21 @@ of one image, or two images of the same individual).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from medcl.config import option
 from medcl.losses import loss_input
 from medcl.losses.ntxent import NTXentLoss
-from medcl.config import DictConfig
-from medcl.methods.retrieval import topk_accuracy
+from medcl.methods.base import ProjectionConfig, project_views, view_retrieval
 from medcl.models import ImageEncoderConfig, ProjectionHeadConfig, build_image_encoder, build_projection_head
 
 
 @dataclass
-class SimCLRConfig(DictConfig):
-    image: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)  # image encoder
-    head_hidden: int = 2048                                                # projection head hidden width
-    proj_dim: int = 128                                                    # projection size
-    temperature: float = 0.1                                               # NT-Xent τ
-
-
-def project_views(encoder: nn.Module, head: nn.Module, views: torch.Tensor) -> torch.Tensor:
-    """(B, V, C, S, S) views → (B, V, P) projections (all views through the encoder at once)."""
-    B, V = views.shape[:2]
-    return head(encoder(views.flatten(0, 1))).view(B, V, -1)
-
-
-def view_retrieval(z: torch.Tensor) -> dict[str, float]:
-    """z (N, 2, P): does view 1 of each image find its own view 2 among all N? (top-1/5, chance)."""
-    if z.shape[0] < 2:
-        return {}
-    acc = topk_accuracy(z[:, 0], z[:, 1], torch.arange(z.shape[0]), ks=(1, 5))
-    return {f"val_view_{k}": v for k, v in acc.items()}
+class SimCLRConfig(ProjectionConfig):
+    image: ImageEncoderConfig = option(default_factory=ImageEncoderConfig, cli=False)  # the run's --arch, --width
 
 
 class SimCLRMethod(nn.Module):

@@ -15,30 +15,27 @@ counts once in the global marginals). It matters when the batch is small against
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from medcl.config import option
 from medcl.losses.swav import SwAVLoss
-from medcl.config import DictConfig
-from medcl.methods.simclr import project_views, view_retrieval
+from medcl.methods.base import ProjectionConfig, project_views, view_retrieval
 from medcl.models import ImageEncoderConfig, ProjectionHeadConfig, build_image_encoder, build_projection_head
 from medcl.ops import collectives
 
 
 @dataclass
-class SwAVConfig(DictConfig):
-    image: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)  # image encoder
-    head_hidden: int = 2048                                                # projection head hidden width
-    proj_dim: int = 128                                                    # projection size
-    prototypes: int = 3000                                                 # K (SwAV: 3000)
-    temperature: float = 0.1                                               # softmax τ over prototypes
-    eps: float = 0.05                                                      # Sinkhorn-Knopp ε
-    sinkhorn_iters: int = 3                                                # Sinkhorn-Knopp rounds
-    queue_length: int = 0                                                  # queued embeddings (0: no queue)
-    freeze_prototypes_iters: int = 300                                     # forwards before prototypes train
+class SwAVConfig(ProjectionConfig):
+    image: ImageEncoderConfig = option(default_factory=ImageEncoderConfig, cli=False)  # the run's --arch, --width
+    prototypes: int = option(3000, "Number of prototypes K (SwAV: 3000).")
+    eps: float = option(0.05, "Sinkhorn-Knopp ε.", flag="sk_eps")
+    sinkhorn_iters: int = option(3, "Sinkhorn-Knopp rounds.", flag="sk_iters")
+    queue_length: int = option(0, "Embeddings of past batches joining Sinkhorn-Knopp once filled (0: no queue).")
+    freeze_prototypes_iters: int = option(300, "Training forwards before the prototypes are updated.")
 
 
 class SwAVMethod(nn.Module):

@@ -1,0 +1,193 @@
+"""run_pretrain: checks → data → method (the registry's builder) → Trainer → RUN/encoder.safetensors."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from medcl.device import resolve_device
+from medcl.errors import ConfigError
+from medcl.pretrain.config import PretrainConfig, check_config
+from medcl.pretrain.registry import method_spec
+from medcl.pretrain.resume import resume_settings
+
+log = logging.getLogger("medcl")
+
+
+def run_pretrain(cfg: PretrainConfig, given: set[str] | None = None):
+    """Trains, checkpoints and exports; returns the Trainer's result.
+
+    ``given``: the options the user set (the CLI passes them; None: all). With --resume the others
+    are taken from the run's config.yaml, and those given must agree with it (:func:`resume_settings`);
+    options of another method are refused. Nothing is written to the run folder until every
+    check and the set-up have passed.
+    """
+    from medcl.train import distributed as D
+
+    cfg = checked_config(cfg, given)
+    device = resolve_device(cfg.run.device)
+    info = D.init(device.type)
+    if device.type == "cuda" and info.distributed:
+        device = torch.device("cuda", info.local_rank)
+    check_global_batch(cfg, info.world_size)
+    cfg = resolve_data(cfg, info.rank)
+    try:
+        trainer, finish = _set_up(cfg, device, info)
+        if cfg.run.resume:
+            trainer.restore(cfg.run.resume)  # refuses a checkpoint of another model or batch, before any write
+        if info.is_main:  # set-up done: only now does the run folder get its first file
+            write_config(cfg)
+        D.barrier()
+        result = trainer.fit()
+        if info.is_main:
+            finish(result)
+    finally:
+        D.shutdown()
+    return result
+
+
+def checked_config(cfg: PretrainConfig, given=None) -> PretrainConfig:
+    """The run's settings (with --resume: the run's own) checked before anything is read."""
+    if cfg.run.resume:
+        cfg = resume_settings(cfg, {leaf.name for leaf in cfg.leaves()} if given is None else given)
+    cfg = check_config(cfg, given)
+    check_numbers(cfg)
+    return cfg
+
+
+def resolve_data(cfg: PretrainConfig, rank: int = 0) -> PretrainConfig:
+    """Fills in the demo cohort's files when no --data is given (rank 0 generates it)."""
+    if cfg.data.path is not None:
+        return cfg
+    from medcl.demo.cache import demo_cohort
+    from medcl.train import distributed as D
+    root = demo_cohort(create=rank == 0)
+    D.barrier()
+    demo = {"data": str(root / "manifest.csv"), "genotypes": str(root / "genotypes" / "demo"),
+            "prs": str(root / "prs.csv"), "burden": str(root / "burden.csv")}
+    flat = cfg.flat()
+    return cfg.with_options(**{k: v for k, v in demo.items() if flat.get(k, "unset") is None})
+
+
+def _set_up(cfg: PretrainConfig, device: torch.device, info):
+    """The method, its data and the Trainer; ``finish(result)`` exports the weights."""
+    from medcl.data import BadSampleLog, make_loader
+    from medcl.data.recipes import DeviceBatches, decode_place, loader_collate
+    from medcl.data.sources import open_source
+    from medcl.train import Trainer
+    from medcl.train.export import export_weights
+    from medcl.train.summary import comments
+
+    decode = decode_place(cfg.data.decode, device)
+    manifest, source = open_source(cfg.data.path)
+    run = Path(cfg.run.out)
+    if info.is_main:
+        check_run_folder(run, cfg)
+    torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank (builders draw no other numbers)
+    built = method_spec(cfg.method).build(cfg.with_options(data=manifest), info, source)
+    method = built.method
+    _init_from(method, cfg)
+    meta = weights_meta(cfg, built.meta)
+    bad_log = BadSampleLog(run if info.is_main else None, max_bad_fraction=cfg.data.max_bad_fraction, rank=info.rank)
+    # --decode gpu: workers read bytes only and the batch is decoded and augmented on the device;
+    # --decode cpu: the C++ kernels run in the workers (medcl.data.recipes).
+    collate = loader_collate(decode)
+    batch_size = cfg.data.batch_size
+    loader = make_loader(built.train, batch_size, shuffle=True, seed=cfg.train.seed, drop_last=True,
+                         num_workers=cfg.data.workers, rank=info.rank, world_size=info.world_size,
+                         bad_log=bad_log, pin_memory=device.type == "cuda", collate_fn=collate)
+    if len(loader) == 0:
+        raise ConfigError(f"the training split has fewer than {batch_size * info.world_size} images",
+                          fix="lower --batch-size")
+    if info.is_main and len(built.val) < 2:
+        log.warning("the validation split has %d image(s): no validation loss or retrieval can be computed "
+                    "(assign more individuals to split 'val' in the manifest)", len(built.val))
+
+    def batches(epoch: int, start: int):
+        loader.set_epoch(epoch, start)
+        return DeviceBatches(loader, device, decode, bad_log=bad_log)
+
+    def validate(m, epoch: int) -> dict:
+        vl = make_loader(built.val, batch_size, shuffle=False, num_workers=cfg.data.workers, collate_fn=collate)
+        return m.evaluate(b for b in DeviceBatches(vl, device, decode) if b.get("n", 1))
+
+    trainer = Trainer(method, cfg.train, run, device=device, batches=batches,
+                      micro_batches_per_epoch=len(loader), validate=validate,
+                      batch_size=lambda b: int(b.get("n", len(b.get("index", [])))), extra_state=meta,
+                      min_batch=type(method).min_batch, global_batch=batch_size * info.world_size,
+                      title=f"{cfg.method}, {cfg.encoder.arch} ×{cfg.encoder.width:g}, {cfg.data.image_size} px")
+
+    def finish(result) -> None:
+        export_weights(method.state_dict(), run / "encoder.safetensors", meta)
+        log.info("done: %d steps; weights in %s, curves in %s", result.steps, run / "encoder.safetensors",
+                 run / "curves.png")
+        for line in comments(result.history):
+            log.warning("%s", line)
+
+    return trainer, finish
+
+
+def _init_from(method, cfg: PretrainConfig) -> None:
+    if not cfg.run.init_from or cfg.run.resume:
+        return
+    from medcl.train.export import load_weights
+
+    state, _ = load_weights(Path(cfg.run.init_from))
+    missing, unexpected = method.load_state_dict(state, strict=False)
+    log.info("initialised from %s (%d tensors not found there, %d unused)", cfg.run.init_from,
+             len(missing), len(unexpected))
+
+
+def weights_meta(cfg: PretrainConfig, method_meta: dict) -> dict:
+    """What is saved with the weights: the method, how images became inputs, the method's own
+    metadata (its module config, genetics) and the whole resolved run config (``pretrain``)."""
+    return {"method": cfg.method, "genetic_dims": {}, "counted_allele": None, "genetics_stats": {},
+            "preprocessing": {"image_size": cfg.data.image_size, "fit": cfg.data.fit,
+                              "reader": "medcl.ops.decode_pixels",
+                              "resize": "medcl.ops.augment (area-sampled bilinear)", "range": [0.0, 1.0]},
+            **method_meta, "pretrain": cfg.to_dict()}
+
+
+def write_config(cfg: PretrainConfig) -> None:
+    import yaml
+
+    run = Path(cfg.run.out)
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def check_numbers(cfg: PretrainConfig) -> None:
+    """Refuses settings that would train nothing or train on nonsense (before anything is read)."""
+    if cfg.train.epochs < 1:
+        raise ConfigError(f"--epochs {cfg.train.epochs}: a run needs at least 1 epoch "
+                          "(0 would export the random initial weights as pretrained)", fix="use --epochs 1 or more")
+    for name, low in (("accumulate", 1), ("log_every", 1), ("checkpoint_every", 0), ("workers", 0)):
+        if getattr(cfg, name) < low:
+            raise ConfigError(f"--{name.replace('_', '-')} {getattr(cfg, name)} must be at least {low}")
+    if not cfg.train.lr > 0:
+        raise ConfigError(f"--lr {cfg.train.lr} must be positive")
+    need = method_spec(cfg.method).module.min_batch
+    if cfg.data.batch_size < need:
+        raise ConfigError(f"--batch-size {cfg.data.batch_size} is too small for {cfg.method}: it needs at least "
+                          f"{need} images per process (BatchNorm over the batch, and negatives for the contrastive "
+                          "loss)", fix=f"use --batch-size {need} or more; contrastive methods learn best with 64 or more")
+
+
+def check_global_batch(cfg: PretrainConfig, world_size: int) -> None:
+    need = method_spec(cfg.method).module.min_global_batch
+    if cfg.data.batch_size * world_size < need:
+        procs = f" × {world_size} processes" if world_size > 1 else ""
+        raise ConfigError(f"--batch-size {cfg.data.batch_size}{procs} is too small for {cfg.method}: a batch needs at "
+                          f"least {need} images, or each image has no other to be told apart from and the loss means "
+                          "nothing (a loss of 0)",
+                          fix=f"use --batch-size {-(-need // world_size)} or more; contrastive methods learn best "
+                              "with 64 or more")
+
+
+def check_run_folder(run: Path, cfg: PretrainConfig) -> None:
+    if cfg.run.resume or not run.exists():
+        return
+    if any(run.iterdir()):
+        raise ConfigError(f"run folder {run} already exists and is not empty",
+                          fix="use --resume auto to continue it, or another --out")
