@@ -147,3 +147,18 @@ class DictConfig:
     @classmethod
     def from_dict(cls, d: dict):
         return config_from_dict(cls, d)
+
+
+def flat_settings(d: dict) -> dict:
+    """A run's config.yaml as one mapping: the settings of its sections merged into the top level
+    (a config.yaml from before nesting is flat already). For readers that want a few names
+    (fit, arch, width, image_size); ``medcl.pretrain.PretrainConfig.from_dict`` reads it whole."""
+    out = {}
+    for key, value in (d or {}).items():
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if not isinstance(v, dict):
+                    out.setdefault(k, v)
+        else:
+            out[key] = value
+    return out

@@ -22,7 +22,9 @@ from medcl.train.summary import comments, epoch_line
 def _pretrain_section(run: Path) -> list[str]:
     import yaml
 
-    cfg = yaml.safe_load((run / "config.yaml").read_text()) or {}
+    from medcl.config import flat_settings
+
+    cfg = flat_settings(yaml.safe_load((run / "config.yaml").read_text()))
     lines = [f"## Pretraining ({run})", ""]
     method = cfg.get("method", "contig")
     what = f"{method}, {cfg.get('arch', '?')} × {cfg.get('width', '?')}, {cfg.get('image_size', '?')} px"

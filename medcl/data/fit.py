@@ -87,7 +87,8 @@ def run_fit(meta: dict, weights) -> tuple[str, str]:
         if path.is_file():
             import yaml
             try:
-                fit = (yaml.safe_load(path.read_text()) or {}).get("fit")
+                from medcl.config import flat_settings
+                fit = flat_settings(yaml.safe_load(path.read_text())).get("fit")
             except (OSError, yaml.YAMLError, AttributeError):
                 fit = None
             if fit in FITS:
