@@ -36,7 +36,8 @@ class LazyGroup(click.Group):
         if name not in COMMANDS:
             return None
         module = importlib.import_module(f"{__name__}.{COMMANDS[name][0]}")
-        return module.command
+        make = getattr(module, "make_command", None)  # built now: its options follow a registry
+        return make() if make else module.command
 
     def format_commands(self, ctx, formatter):
         rows = [(name, help_) for name, (_, help_) in COMMANDS.items()]

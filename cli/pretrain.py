@@ -50,15 +50,12 @@ def section_options(func):
     return options_from(by_section["method"], "Method")(func)
 
 
-@click.command("pretrain", cls=GroupedCommand)
-@section_options
-@common_options
-def command(**opts) -> None:
+def run(**opts) -> None:
     """Pretrain an image encoder and write OUT/encoder.safetensors.
 
     contig aligns images with genetics; simclr and swav learn from views of images (--pairs);
-    puzzle solves multimodal jigsaw puzzles through the Sinkhorn operator. An option of another
-    method than --method is refused.
+    puzzle solves multimodal jigsaw puzzles through the Sinkhorn operator. Options of another
+    method than --method are ignored with a warning (--pairs and --modalities: refused).
 
     Runs on one process, or one per GPU under torchrun or srun (DDP; negatives span the global
     batch). Ctrl-C (SIGINT) checkpoints after the step and exits 130 (twice: at once, no
@@ -74,3 +71,12 @@ def command(**opts) -> None:
     ctx = click.get_current_context()
     given = {k for k in opts if ctx.get_parameter_source(k) is not click.core.ParameterSource.DEFAULT}
     run_pretrain(options_config(opts, given), given=given)
+
+
+def make_command() -> click.Command:
+    """The command with the options of the methods registered now (medcl.pretrain.registry)."""
+    def command(**opts) -> None:
+        run(**opts)
+
+    command.__doc__ = run.__doc__
+    return click.command("pretrain", cls=GroupedCommand)(section_options(common_options(command)))

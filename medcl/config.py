@@ -20,7 +20,7 @@ from dataclasses import MISSING
 
 def option(default=MISSING, help: str = "", *, flag: str | None = None, choices: tuple | None = None,
            parse: str | None = None, low=None, high=None, shown: str | None = None, cli: bool = True,
-           default_factory=MISSING):
+           strict: bool = False, default_factory=MISSING):
     """A dataclass field that is a user setting.
 
     ``help``: one sentence for --help. ``flag``: the option name when it differs from the field's
@@ -29,11 +29,13 @@ def option(default=MISSING, help: str = "", *, flag: str | None = None, choices:
     ``"csv"`` (comma-separated → tuple) or ``"pair"`` (``LOW,HIGH`` → two floats). ``low``/``high``:
     bounds of an int. ``shown``: the default as --help writes it, when the value would mislead
     (``None`` standing for "derived"). ``cli=False``: a field the command line does not set.
+    ``strict``: a setting of one method (section) that, given to a run of another method, is an
+    error rather than a warning (it would change what the run reads or compares: --pairs).
     """
     if choices is not None and not callable(choices):
         choices = tuple(choices)
     meta = {"help": help, "flag": flag, "choices": choices, "parse": parse,
-            "low": low, "high": high, "shown": shown, "cli": cli, "option": True}
+            "low": low, "high": high, "shown": shown, "cli": cli, "strict": strict, "option": True}
     return dataclasses.field(default=default, default_factory=default_factory, metadata=meta)
 
 

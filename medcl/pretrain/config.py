@@ -18,6 +18,7 @@ under their own names.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import typing
 from dataclasses import dataclass, field
 
@@ -30,6 +31,8 @@ from medcl.pretrain.registry import METHODS, method_spec
 from medcl.train.engine import TrainConfig
 
 COMMON = ("data", "encoder", "augment", "train", "run")
+
+log = logging.getLogger("medcl")
 
 
 @dataclass
@@ -164,17 +167,21 @@ def methods_of(name: str) -> tuple:
 
 
 def check_config(cfg: PretrainConfig, given=None) -> PretrainConfig:
-    """The method known, no option of another method given (``given``: the option names the user
-    set; None: every setting that differs from its default), the augmentation's ranges and the
-    method's own rules checked; returns the config with the augmentation validated."""
+    """The method known, options of other methods (``given``: the option names the user set)
+    refused where ``strict`` (they would change what is read or compared), else named in one
+    warning; the augmentation's ranges and the method's own rules checked. Returns the config
+    with the augmentation validated."""
     spec = method_spec(cfg.method)
     own = {leaf.name for leaf in cfg.leaves()}
-    if given is not None:
-        foreign = [name for name in given if name not in own and methods_of(name)]
-        for name in foreign:
-            users = methods_of(name)
+    foreign = [name for name in (given or ()) if name not in own and methods_of(name)]
+    for name in foreign:
+        users = methods_of(name)
+        if any(leaf.meta.get("strict") for m in users for leaf in method_leaves(m) if leaf.name == name):
             raise ConfigError(f"--{name.replace('_', '-')} applies to {' and '.join(users)} only, not {cfg.method}",
                               fix=f"leave --{name.replace('_', '-')} out, or use --method {' or '.join(users)}")
+    if foreign:
+        log.warning("%s: option%s of other methods, ignored by %s", ", ".join(f"--{n.replace('_', '-')}" for n in foreign),
+                    "s" if len(foreign) > 1 else "", cfg.method)
     aug = cfg.augment
     checked = augment_config(aug.enabled, **{k: v for k, v in dataclasses.asdict(aug).items() if k != "enabled"})
     cfg = dataclasses.replace(cfg, augment=checked)

@@ -22,7 +22,7 @@ GENETIC = ("snp", "prs", "burden")
 @dataclass
 class GeneticData(DictConfig):
     modalities: tuple = option(("image", "snp"), "Image plus genetic modalities snp, prs, burden (comma-separated).",
-                               parse="csv")
+                               parse="csv", strict=True)
     genotypes: str | None = option(None, "PLINK 1 prefix (PREFIX.bed/.bim/.fam) for snp.")
     prs: str | None = option(None, "PRS table (FID, IID, scores) for prs.")
     burden: str | None = option(None, "Burden table (FID, IID, genes) for burden.")

@@ -24,7 +24,7 @@ log = logging.getLogger("medcl")
 class ViewData(DictConfig):
     pairs: str = option("views", "Positives: views (two augmentations of one image), patient (two images of the same "
                         "individual, resized only), views+patient (two images, each augmented); individuals with one "
-                        "image fall back to views.", choices=PAIRS)
+                        "image fall back to views.", choices=PAIRS, strict=True)
 
 
 @dataclass
