@@ -12,7 +12,7 @@ from medcl.config import DictConfig, option
 from medcl.errors import ConfigError
 from medcl.methods.contig import ContigConfig, ContigMethod
 from medcl.pretrain.common import image_cohort_args
-from medcl.pretrain.registry import Built, MethodSpec
+from medcl.pretrain.spec import Built, MethodSpec
 
 log = logging.getLogger("medcl")
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from medcl.config import DictConfig, option
 from medcl.methods.puzzle import PuzzleConfig, PuzzleMethod
 from medcl.pretrain.common import image_cohort
-from medcl.pretrain.registry import Built, MethodSpec
+from medcl.pretrain.spec import Built, MethodSpec
 
 log = logging.getLogger("medcl")
 

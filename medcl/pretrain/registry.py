@@ -8,39 +8,11 @@ options, config.yaml and resume all follow from the spec.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
-
 from medcl.errors import ConfigError
+from medcl.pretrain import contig, puzzle, views
+from medcl.pretrain.spec import Built, MethodSpec
 
-
-@dataclass(frozen=True)
-class Built:
-    """What a builder returns: the method module, the train and val datasets (yielding recipes)
-    and the metadata saved with the weights (``config``: the module's config as a dict)."""
-
-    method: object
-    train: object
-    val: object
-    meta: dict
-
-
-@dataclass(frozen=True)
-class MethodSpec:
-    """``name``: the --method value. ``module``: the nn.Module class (its ``min_batch`` and
-    ``min_global_batch`` are checked before a run starts). ``sections``: the method's option
-    sections, {name: dataclass}, their settings made with ``medcl.config.option``; a setting
-    several methods share is one field of a shared dataclass (``ProjectionConfig``). ``build``:
-    ``build(cfg, info, source) → Built``. ``check``: ``check(cfg) → cfg`` for rules between
-    settings (None: none). ``help``: one line for --help."""
-
-    name: str
-    module: type
-    sections: dict
-    build: Callable
-    help: str
-    check: Callable | None = None
-
+__all__ = ["METHODS", "Built", "MethodSpec", "method_spec", "register_method"]
 
 METHODS: dict[str, MethodSpec] = {}
 
@@ -60,8 +32,7 @@ def method_spec(name: str) -> MethodSpec:
         raise ConfigError(f"unknown method {name!r}", fix=f"available: {', '.join(METHODS)}") from None
 
 
-from medcl.pretrain import contig, puzzle, views  # noqa: E402  (each imports nothing from here)
-
+# the built-in methods
 register_method(contig.SPEC)
 register_method(views.SIMCLR)
 register_method(views.SWAV)

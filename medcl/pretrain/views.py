@@ -15,7 +15,7 @@ from medcl.errors import ConfigError
 from medcl.methods.simclr import SimCLRConfig, SimCLRMethod
 from medcl.methods.swav import SwAVConfig, SwAVMethod
 from medcl.pretrain.common import image_cohort
-from medcl.pretrain.registry import Built, MethodSpec
+from medcl.pretrain.spec import Built, MethodSpec
 
 log = logging.getLogger("medcl")
 
