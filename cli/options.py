@@ -39,6 +39,9 @@ def _load_config(ctx: click.Context, param: click.Parameter, value: str | None):
     section = data.get(name, data.get(name.replace("-", "_"), data))
     if not isinstance(section, dict):
         raise ConfigError(f"the '{name}' section must be a mapping", path=path)
+    nested = getattr(ctx.command, "options_of_mapping", None)  # e.g. a run's nested config.yaml
+    if nested is not None:
+        section = nested(section)
     known = {p.name for p in ctx.command.params if p.name}
     from medcl.cli import COMMANDS
     other_commands = set(COMMANDS) | {c.replace("-", "_") for c in COMMANDS}
@@ -148,7 +151,10 @@ def options_from(leaves, group: str, skip=()):
 
 class GroupedCommand(click.Command):
     """A command whose --help lists its options in sections (an option's ``help_group``;
-    options without one under "Other options")."""
+    options without one under "Other options"). ``options_of_mapping``, when set, turns a
+    --config mapping with sections into option names (a run's config.yaml)."""
+
+    options_of_mapping = None
 
     def format_options(self, ctx, formatter):
         groups: dict[str, list] = {}

@@ -79,4 +79,31 @@ def make_command() -> click.Command:
         run(**opts)
 
     command.__doc__ = run.__doc__
-    return click.command("pretrain", cls=GroupedCommand)(section_options(common_options(command)))
+    made = click.command("pretrain", cls=GroupedCommand)(section_options(common_options(command)))
+    made.options_of_mapping = options_of_mapping
+    return made
+
+
+def options_of_mapping(mapping: dict) -> dict:
+    """--config with a run's config.yaml (sections: data, encoder, ..., the method's): the
+    settings it holds, by option name, as the command line writes them (lists as A,B)."""
+    from medcl.pretrain.config import PretrainConfig
+
+    if not any(isinstance(v, dict) for v in mapping.values()):
+        return mapping
+    cfg = PretrainConfig.from_dict(mapping)
+    flat = cfg.flat()
+    out = {k: v for k, v in mapping.items() if not isinstance(v, dict)}
+    for leaf in cfg.leaves():
+        if _holds(mapping, leaf.path):
+            value = flat[leaf.name]
+            out[leaf.name] = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else value
+    return out
+
+
+def _holds(mapping, path: tuple) -> bool:
+    for key in path:
+        if not isinstance(mapping, dict) or key not in mapping:
+            return False
+        mapping = mapping[key]
+    return True
