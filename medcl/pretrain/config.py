@@ -173,7 +173,7 @@ def check_config(cfg: PretrainConfig, given=None) -> PretrainConfig:
     with the augmentation validated."""
     spec = method_spec(cfg.method)
     own = {leaf.name for leaf in cfg.leaves()}
-    foreign = [name for name in (given or ()) if name not in own and methods_of(name)]
+    foreign = sorted(name for name in (given or ()) if name not in own and methods_of(name))
     for name in foreign:
         users = methods_of(name)
         if any(leaf.meta.get("strict") for m in users for leaf in method_leaves(m) if leaf.name == name):

@@ -11,11 +11,18 @@ from medcl.pretrain.registry import METHODS, register_method
 
 @pytest.fixture
 def toy():
-    import toy_method
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("toy_method", Path(__file__).with_name("toy_method.py"))
+    toy_method = sys.modules["toy_method"] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(toy_method)
 
     register_method(toy_method.SPEC)          # the one registry line
     yield toy_method
     METHODS.pop("toy", None)
+    sys.modules.pop("toy_method", None)
 
 
 def test_builtin_methods_are_registered_with_their_modules():
@@ -38,7 +45,7 @@ def test_toy_method_trains_from_the_command_line(toy, tmp_path, capsys):
     from medcl.train.export import load_weights
 
     cohort = tmp_path / "cohort"
-    generate_cohort(cohort, n=40, snps=50, size=48, seed=3)
+    generate_cohort(cohort, n=40, snps=100, size=64, seed=3)
     assert main(["pretrain", "--help"]) == 0
     help_text = capsys.readouterr().out
     assert "Method options: toy:" in help_text and "--toy-scale" in help_text and "puzzle|toy]" in help_text
