@@ -72,60 +72,76 @@ def resolve_data(cfg: PretrainConfig, rank: int = 0) -> PretrainConfig:
 
 def _set_up(cfg: PretrainConfig, device: torch.device, info):
     """The method, its data and the Trainer; ``finish(result)`` exports the weights."""
-    from medcl.data import BadSampleLog, make_loader
-    from medcl.data.recipes import DeviceBatches, decode_place, loader_collate
+    from medcl.data import BadSampleLog
+    from medcl.data.recipes import decode_place
     from medcl.data.sources import open_source
     from medcl.train import Trainer
-    from medcl.train.export import export_weights
-    from medcl.train.summary import comments
 
-    decode = decode_place(cfg.data.decode, device)
+    decode = decode_place(cfg.data.decode, device)  # refused before anything is read
     manifest, source = open_source(cfg.data.path)
     run = Path(cfg.run.out)
     if info.is_main:
         check_run_folder(run, cfg)
     torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank (builders draw no other numbers)
     built = method_spec(cfg.method).build(cfg.with_options(data=manifest), info, source)
-    method = built.method
-    _init_from(method, cfg)
+    _init_from(built.method, cfg)
     meta = weights_meta(cfg, built.meta)
     bad_log = BadSampleLog(run if info.is_main else None, max_bad_fraction=cfg.data.max_bad_fraction, rank=info.rank)
-    # --decode gpu: workers read bytes only and the batch is decoded and augmented on the device;
-    # --decode cpu: the C++ kernels run in the workers (medcl.data.recipes).
-    collate = loader_collate(decode)
-    batch_size = cfg.data.batch_size
-    loader = make_loader(built.train, batch_size, shuffle=True, seed=cfg.train.seed, drop_last=True,
-                         num_workers=cfg.data.workers, rank=info.rank, world_size=info.world_size,
-                         bad_log=bad_log, pin_memory=device.type == "cuda", collate_fn=collate)
-    if len(loader) == 0:
-        raise ConfigError(f"the training split has fewer than {batch_size * info.world_size} images",
-                          fix="lower --batch-size")
-    if info.is_main and len(built.val) < 2:
-        log.warning("the validation split has %d image(s): no validation loss or retrieval can be computed "
-                    "(assign more individuals to split 'val' in the manifest)", len(built.val))
-
-    def batches(epoch: int, start: int):
-        loader.set_epoch(epoch, start)
-        return DeviceBatches(loader, device, decode, bad_log=bad_log)
-
-    def validate(m, epoch: int) -> dict:
-        vl = make_loader(built.val, batch_size, shuffle=False, num_workers=cfg.data.workers, collate_fn=collate)
-        return m.evaluate(b for b in DeviceBatches(vl, device, decode) if b.get("n", 1))
-
-    trainer = Trainer(method, cfg.train, run, device=device, batches=batches,
-                      micro_batches_per_epoch=len(loader), validate=validate,
+    data = RunData(cfg, built, device, decode, info, bad_log)
+    trainer = Trainer(built.method, cfg.train, run, device=device, batches=data.batches,
+                      micro_batches_per_epoch=len(data.loader), validate=data.validate,
                       batch_size=lambda b: int(b.get("n", len(b.get("index", [])))), extra_state=meta,
-                      min_batch=type(method).min_batch, global_batch=batch_size * info.world_size,
+                      min_batch=type(built.method).min_batch, global_batch=cfg.data.batch_size * info.world_size,
                       title=f"{cfg.method}, {cfg.encoder.arch} ×{cfg.encoder.width:g}, {cfg.data.image_size} px")
+    return trainer, lambda result: export(built.method, run, meta, result)
 
-    def finish(result) -> None:
-        export_weights(method.state_dict(), run / "encoder.safetensors", meta)
-        log.info("done: %d steps; weights in %s, curves in %s", result.steps, run / "encoder.safetensors",
-                 run / "curves.png")
-        for line in comments(result.history):
-            log.warning("%s", line)
 
-    return trainer, finish
+class RunData:
+    """The run's training and validation batches, decoded on the device (--decode gpu: workers
+    read bytes only and the batch is decoded and augmented there) or in the workers (--decode
+    cpu: medcl's C++ kernels), both through medcl.data.recipes."""
+
+    def __init__(self, cfg: PretrainConfig, built, device: torch.device, decode: str, info, bad_log):
+        from medcl.data import make_loader
+        from medcl.data.recipes import loader_collate
+
+        self.cfg, self.built, self.device, self.decode, self.bad_log = cfg, built, device, decode, bad_log
+        self.collate = loader_collate(self.decode)
+        batch = cfg.data.batch_size
+        self.loader = make_loader(built.train, batch, shuffle=True, seed=cfg.train.seed, drop_last=True,
+                                  num_workers=cfg.data.workers, rank=info.rank, world_size=info.world_size,
+                                  bad_log=bad_log, pin_memory=device.type == "cuda", collate_fn=self.collate)
+        if len(self.loader) == 0:
+            raise ConfigError(f"the training split has fewer than {batch * info.world_size} images",
+                              fix="lower --batch-size")
+        if info.is_main and len(built.val) < 2:
+            log.warning("the validation split has %d image(s): no validation loss or retrieval can be computed "
+                        "(assign more individuals to split 'val' in the manifest)", len(built.val))
+
+    def batches(self, epoch: int, start: int):
+        from medcl.data.recipes import DeviceBatches
+
+        self.loader.set_epoch(epoch, start)
+        return DeviceBatches(self.loader, self.device, self.decode, bad_log=self.bad_log)
+
+    def validate(self, method, epoch: int) -> dict:
+        from medcl.data import make_loader
+        from medcl.data.recipes import DeviceBatches
+
+        loader = make_loader(self.built.val, self.cfg.data.batch_size, shuffle=False,
+                             num_workers=self.cfg.data.workers, collate_fn=self.collate)
+        return method.evaluate(b for b in DeviceBatches(loader, self.device, self.decode) if b.get("n", 1))
+
+
+def export(method, run: Path, meta: dict, result) -> None:
+    from medcl.train.export import export_weights
+    from medcl.train.summary import comments
+
+    export_weights(method.state_dict(), run / "encoder.safetensors", meta)
+    log.info("done: %d steps; weights in %s, curves in %s", result.steps, run / "encoder.safetensors",
+             run / "curves.png")
+    for line in comments(result.history):
+        log.warning("%s", line)
 
 
 def _init_from(method, cfg: PretrainConfig) -> None:
