@@ -147,7 +147,7 @@ class ShardViews(torch.utils.data.Dataset):
         return self.length
 
     def __getitem__(self, i):
-        from medcl.data.render import Request
+        from medcl.data.recipes import Request
 
         raw = self.source.read(self.paths[i % len(self.paths)])
         params = medcl_params([raw], self.size, i)[0:1]                             # (1, 2, 13)
@@ -173,7 +173,7 @@ def main() -> None:
     n = args.n or (256 if device.type == "cuda" else 16)
     cores = args.workers
     torch.set_num_threads(cores)
-    from medcl.data.render import collate_raw, render, render_collate
+    from medcl.data.recipes import collate_raw, render, render_collate
     from medcl.io.pixels import pack_raw, read_raw
     from medcl.prepare import prepare
 

@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 
 from medcl.data.augment import AugmentConfig, resize_views, sample_views
 from medcl.data.bad_samples import Skipped, display_path, reason_of
-from medcl.data.render import Request, render_item, stack_items
+from medcl.data.recipes import Request, render_item, stack_items
 from medcl.data.sources import FileSource, frame_numbers
 from medcl.data.cohort import Cohort
 from medcl.data.fit import DEFAULT_FIT, check_fit

@@ -13,7 +13,9 @@ tensor (pinned by the DataLoader, so the copy to the GPU is one asynchronous tra
 view parameters stacked. :func:`render` then decodes every frame (``decode_pixels``) and cuts
 every view (``augment``) in a few batched op calls — on the GPU in the training process
 (``--decode gpu``), or on the CPU inside the DataLoader workers (``--decode cpu``, and the
-default :func:`render_collate` used by embedding and fine-tuning). The result has each key as
+default :func:`render_collate`). :func:`loader_collate` picks the collate for a decode place,
+:func:`decode_place` resolves ``--decode``, and :class:`DeviceBatches` moves each batch to the
+device and renders it there when decoding on the GPU. The result has each key as
 a tensor: (B, K, 1, S, S), or (B, 1, S, S) for a request with ``squeeze``. A frame that fails to
 decode drops its item; the item comes back as a :class:`~medcl.data.bad_samples.Skipped`.
 """
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from medcl.data.bad_samples import Skipped
+from medcl.errors import ConfigError
 
 
 @dataclass
@@ -159,6 +162,59 @@ def _drop_failed(batch: dict, owner: torch.Tensor, status: torch.Tensor, info) -
 def render_collate(items: list) -> dict:
     """collate_raw + render on the CPU: the collate of DataLoader workers for ``--decode cpu``."""
     return render(collate_raw(items), "cpu")
+
+
+def loader_collate(decode: str):
+    """The DataLoader collate for a decode place: "gpu" → :func:`collate_raw` (workers read
+    bytes only; :class:`DeviceBatches` renders on the device), "cpu" → :func:`render_collate`."""
+    return collate_raw if decode == "gpu" else render_collate
+
+
+def decode_place(decode: str, device) -> str:
+    """``--decode`` ("auto" | "gpu" | "cpu") on ``device`` → "gpu" or "cpu"; "auto" decodes on
+    the GPU when the run is on CUDA."""
+    if decode not in ("auto", "gpu", "cpu"):
+        raise ConfigError(f"--decode {decode!r} is not supported", fix="use gpu, cpu or auto")
+    device = torch.device(device)
+    if decode == "gpu" and device.type != "cuda":
+        raise ConfigError(f"--decode gpu needs a CUDA device, and this run is on {device.type}",
+                          fix="use --decode cpu, or --device cuda")
+    return "gpu" if decode == "gpu" or (decode == "auto" and device.type == "cuda") else "cpu"
+
+
+def to_device(batch: dict, device) -> dict:
+    """The batch with its tensors (also those in nested dicts) moved to ``device`` asynchronously
+    (from pinned memory); other values as they are."""
+    def move(v):
+        if isinstance(v, torch.Tensor):
+            return v.to(device, non_blocking=True)
+        if isinstance(v, dict):
+            return {k: move(x) for k, x in v.items()}
+        return v
+
+    return {k: move(v) for k, v in batch.items()}
+
+
+class DeviceBatches:
+    """The batches of ``loader`` on ``device``, rendered there when ``decode`` is "gpu" (the
+    loader then collates with :func:`collate_raw`); items whose frames failed to decode on the
+    device are recorded in ``bad_log`` (the loader records those skipped in its workers)."""
+
+    def __init__(self, loader, device, decode: str, bad_log=None):
+        self.loader, self.device, self.decode, self.bad_log = loader, device, decode, bad_log
+
+    def __iter__(self):
+        for b in self.loader:
+            b = to_device(b, self.device)
+            if self.decode == "gpu":
+                b = render(b, self.device)
+                skipped = b.pop("skipped", [])
+                if self.bad_log is not None and skipped:
+                    self.bad_log.record(skipped, 0)
+            yield b
+
+    def __len__(self) -> int:
+        return len(self.loader)
 
 
 def render_item(item):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from medcl.data import AugmentConfig, ImageDataset, Skipped, load_cohort
-from medcl.data.render import collate_raw, render, render_collate
+from medcl.data.recipes import collate_raw, render, render_collate
 from medcl.data.views import ViewsDataset
 from medcl.io.pixels import ENCODINGS, decode_raw, read_raw
 from medcl.ops import augment
@@ -80,3 +80,49 @@ def test_recipes_hold_raw_bytes_only(cohort):
     path = ds.paths[int(ds.rows[0])]
     assert recipe["raws"][0].data == read_raw(path)[0].data                # undecoded bytes, as in the file
     assert "views" not in recipe and recipe["requests"]["views"].params.shape == (1, 2, 13)
+
+
+def test_decode_place_resolves_and_refuses():
+    from medcl.data.recipes import decode_place
+    from medcl.errors import ConfigError
+
+    cpu = torch.device("cpu")
+    assert decode_place("auto", cpu) == "cpu"
+    assert decode_place("cpu", cpu) == "cpu"
+    assert decode_place("auto", torch.device("cuda", 0)) == "gpu"
+    assert decode_place("cpu", torch.device("cuda", 0)) == "cpu"
+    with pytest.raises(ConfigError, match="needs a CUDA device, and this run is on cpu"):
+        decode_place("gpu", cpu)
+    with pytest.raises(ConfigError, match="'fast' is not supported"):
+        decode_place("fast", cpu)
+
+
+def test_loader_collate_and_to_device():
+    from medcl.data.recipes import collate_raw, loader_collate, render_collate, to_device
+
+    assert loader_collate("gpu") is collate_raw
+    assert loader_collate("cpu") is render_collate
+    b = {"x": torch.ones(2), "r": {"p": torch.zeros(1), "size": 4}, "n": 2, "skipped": []}
+    out = to_device(b, torch.device("cpu"))
+    assert torch.equal(out["x"], b["x"]) and out["r"]["size"] == 4 and out["n"] == 2
+    assert out is not b and out["r"] is not b["r"]
+
+
+def test_device_batches_record_what_failed_on_the_device():
+    from medcl.data.bad_samples import Skipped
+    from medcl.data.recipes import DeviceBatches
+
+    class Log:
+        def __init__(self):
+            self.calls = []
+
+        def record(self, skipped, n):
+            self.calls.append((list(skipped), n))
+
+    marker = Skipped(index=3, path="x.dcm", reason="DicomError: bad", epoch=0)
+    loader = [{"n": 1, "skipped": [marker], "seen": 2, "x": torch.ones(1)}]
+    log = Log()
+    out = list(DeviceBatches(loader, torch.device("cpu"), "gpu", bad_log=log))
+    assert log.calls == [([marker], 0)] and "skipped" not in out[0]
+    out = list(DeviceBatches(loader, torch.device("cpu"), "cpu", bad_log=log))
+    assert len(log.calls) == 1 and out[0]["skipped"] == [marker]
