@@ -48,19 +48,23 @@ def load_image_encoder(weights: Path, *, random_init: bool = False, seed: int = 
 
 @torch.no_grad()
 def compute_features(encoder: nn.Module, dataset, *, batch_size: int = 64, device: torch.device,
-                     workers: int = 0, stage: str = "embed") -> tuple[np.ndarray, np.ndarray]:
-    """(N, D) float32 features and (N,) dataset rows that were read (bad images are skipped)."""
-    from medcl.data import make_loader
+                     workers: int = 0, stage: str = "embed", decode: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+    """(N, D) float32 features and (N,) dataset rows that were read (bad images are skipped).
+    ``decode``: where images are decoded and resized (medcl.data.recipes.decode_place; "auto":
+    on the GPU when the encoder runs on CUDA, else in the loader's CPU workers)."""
+    from medcl.data import DeviceBatches, decode_place, loader_collate, make_loader
     from medcl.progress import Progress
 
     encoder = encoder.to(device).eval()
-    loader = make_loader(dataset, batch_size, shuffle=False, num_workers=workers)
+    place = decode_place(decode, device)
+    loader = make_loader(dataset, batch_size, shuffle=False, num_workers=workers, collate_fn=loader_collate(place),
+                         pin_memory=device.type == "cuda")
     feats, rows = [], []
     with Progress(stage, len(dataset)) as p:
-        for batch in loader:
+        for batch in DeviceBatches(loader, device, place):
             if len(batch.get("index", [])) == 0:
                 continue
-            x = batch["image"].to(device, non_blocking=True)
+            x = batch["image"]
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
                 f = encoder(x)
             feats.append(f.float().cpu())

@@ -3,8 +3,8 @@ fused ``medcl.ops.augment`` op (C++ on CPU, CUDA on GPU).
 
     g = torch.Generator().manual_seed(seed)
     params = sample_views(AugmentConfig(), sizes, 224, 2, g)   # (B, 2, 13) op parameters
-    view = augment(image, AugmentConfig(), size=224, generator=g)    # one view, (1, 224, 224) in [0, 1]
-    plain = eval_transform(image, size=224)                           # resize only
+    plain = resize_views(sizes, 224)                            # (B, 1, 13) resize only
+    views = medcl.ops.augment(images, params, out_size=224, views=2, sizes=sizes)
 
 A view: random resized crop (area scale, aspect ratio in pixels; its position is the
 translation) → rotation about the view's centre → optional horizontal flip, composed into one
@@ -147,61 +147,10 @@ def sample_params(cfg: AugmentConfig, height: int, width: int, generator: torch.
     return p
 
 
-def _as_chw(x: torch.Tensor) -> torch.Tensor:
-    if x.dim() == 2:
-        x = x.unsqueeze(0)  # (1, H, W)
-    if x.dim() != 3:
-        raise ValueError(f"expected an (H, W) or (C, H, W) image, got shape {tuple(x.shape)}")
-    return x.float()
-
-
-def _op_view(x: torch.Tensor, row: list, size: int) -> torch.Tensor:
-    """(C, H, W) → (C, size, size): one view with op parameters ``row`` (13) through medcl.ops.augment."""
-    from medcl.ops import augment as augment_op
-
-    params = torch.tensor(row, dtype=torch.float64).view(1, 1, 13).expand(x.shape[0], 1, 13)
-    return augment_op(x.contiguous(), params, out_size=size, views=1, dtype=torch.float32)[:, 0]
-
-
-def resize(x: torch.Tensor, size: int, fit: str = DEFAULT_FIT) -> torch.Tensor:
-    """(C, H, W) -> (C, size, size), antialiased (the augment op's box pyramid + bilinear taps),
-    a non-square image fitted as ``fit`` says (medcl.data.fit)."""
-    x = _as_chw(x)
-    return _op_view(x, view_row(AugmentParams.fitted(*x.shape[-2:], fit), size), size)
-
-
-def apply_params(x: torch.Tensor, p: AugmentParams, size: int, generator: torch.Generator | None = None
-                 ) -> torch.Tensor:
-    """Apply drawn parameters to an (H, W) or (C, H, W) image in [0, 1] -> (C, size, size) in [0, 1]
-    (crop, rotation and flip as one affine map; tone about 0.5; see medcl.ops.augment).
-
-    generator: draws the noise seed (needed only when ``p.noise > 0``).
-    """
-    if p.noise > 0.0 and generator is None:
-        raise ValueError("noise needs the generator the parameters were drawn from")
-    seed = int(torch.randint(0, _SEED_RANGE, (), generator=generator)) if p.noise > 0.0 else 0
-    return _op_view(_as_chw(x), view_row(p, size, seed), size)
-
-
-def augment(x: torch.Tensor, cfg: AugmentConfig | None, size: int, generator: torch.Generator,
-            fit: str = DEFAULT_FIT) -> torch.Tensor:
-    """One random view: (H, W) or (C, H, W) in [0, 1] -> (C, size, size) in [0, 1]."""
-    if cfg is None or not cfg.enabled:
-        return eval_transform(x, size, fit)
-    h, w = _as_chw(x).shape[-2:]
-    return apply_params(x, sample_params(cfg, h, w, generator, fit), size, generator)
-
-
-def eval_transform(x: torch.Tensor, size: int, fit: str = DEFAULT_FIT) -> torch.Tensor:
-    """Resize only: (H, W) or (C, H, W) -> (C, size, size), clamped to [0, 1]; a non-square
-    image padded, cropped or squashed as ``fit`` says (medcl.data.fit)."""
-    return resize(x, size, fit)
-
-
 # --- parameters of medcl.ops.augment --------------------------------------------------------
 # One row of 13 per view (layout: medcl/ops/augment.py): the crop, rotation and flip composed
 # into one affine map from output to input pixels, then the tone, noise and its seed.
-_SEED_RANGE = 2 ** 52
+SEED_RANGE = 2 ** 52
 
 
 def view_row(p: AugmentParams, size: int, seed: int = 0, pivot: float = 0.5) -> list:
@@ -233,7 +182,7 @@ def sample_views(cfg: AugmentConfig, sizes: torch.Tensor, out_size: int, views: 
     for h, w in sizes.tolist():
         for _ in range(views):
             p = sample_params(cfg, int(h), int(w), generator, fit)
-            seed = int(torch.randint(0, _SEED_RANGE, (), generator=generator)) if p.noise > 0 else 0
+            seed = int(torch.randint(0, SEED_RANGE, (), generator=generator)) if p.noise > 0 else 0
             rows.append(view_row(p, out_size, seed))
     return torch.tensor(rows, dtype=torch.float64).view(len(sizes), views, 13)
 

@@ -1,14 +1,14 @@
-"""Datasets over a cohort's images, and the collate function that drops bad samples.
+"""Datasets over a cohort's images, as recipes.
 
 ``ContigDataset`` yields one augmented view of an image with its person's genetics; the
 randomness of item i comes from a generator seeded by (seed, epoch, image row), so a resumed
 run sees exactly the data an uninterrupted one would. ``ImageDataset`` yields eval-transformed
-images for embedding and fine-tuning. Every dataset here is a :class:`RecipeDataset`: it reads
-raw frames (no decoding) and draws view parameters; decoding and augmentation run in
-:mod:`medcl.data.render`, per item on the CPU or per batch on the training device (``raw``
-set, with ``collate_raw``). An image that cannot be read comes back as a
-:class:`~medcl.data.bad_samples.Skipped` marker; :func:`collate` drops it and the loader
-(:func:`~medcl.data.sampler.make_loader`) logs it to bad_samples.csv.
+images for embedding and fine-tuning. Every dataset here is a :class:`RecipeDataset`: an item
+is a recipe, the raw frames it needs (no decoding) and its drawn view parameters; decoding and
+augmentation run per batch in :mod:`medcl.data.recipes`, in the DataLoader workers
+(``render_collate``) or on the training device (``collate_raw`` + ``render``). An image that
+cannot be read comes back as a :class:`~medcl.data.bad_samples.Skipped` marker; the collate
+drops it and the loader (:func:`~medcl.data.sampler.make_loader`) logs it to bad_samples.csv.
 """
 from __future__ import annotations
 
@@ -19,33 +19,14 @@ from torch.utils.data import Dataset
 
 from medcl.data.augment import AugmentConfig, resize_views, sample_views
 from medcl.data.bad_samples import Skipped, display_path, reason_of
-from medcl.data.recipes import Request, render_item, stack_items
+from medcl.data.recipes import Request
 from medcl.data.sources import FileSource, frame_numbers
 from medcl.data.cohort import Cohort
 from medcl.data.fit import DEFAULT_FIT, check_fit
-from medcl.data.sampler import Loader, ResumableBatchSampler, make_loader, mix_seed
-from medcl.errors import ConfigError, DicomError
+from medcl.data.seeding import mix_seed
+from medcl.errors import ConfigError
 
-__all__ = ["ContigDataset", "ImageDataset", "collate", "make_loader", "Loader", "ResumableBatchSampler"]
-
-
-def load_image(path: str, root, index: int, epoch: int):
-    """(H, W) float32 in [0, 1] from a DICOM file, or a Skipped marker when it cannot be read
-    (decoded now, on the CPU; datasets read raw frames with :func:`load_raw` instead)."""
-    from medcl.io.dicom import read_image
-
-    try:
-        img = read_image(path)
-        if img.dim() == 3:
-            if img.shape[0] != 1:
-                raise DicomError(f"has {img.shape[0]} frames; one image per file is expected", path=path,
-                                 fix="list single-frame images in the manifest")
-            img = img[0]
-        return img
-    except MemoryError:
-        raise
-    except Exception as exc:  # any decode failure skips the sample; the reason never quotes header values
-        return Skipped(index=int(index), path=display_path(path, root), reason=reason_of(exc), epoch=int(epoch))
+__all__ = ["ContigDataset", "ImageDataset", "RecipeDataset"]
 
 
 def load_raw(source, path: str, root, index: int, epoch: int, frame: int | None = None):
@@ -78,18 +59,14 @@ def view_request(cfg: AugmentConfig | None, raw, size: int, seed: int, epoch: in
 
 
 class RecipeDataset(Dataset):
-    """Base of medcl's datasets: ``recipe(key)`` names the raw frames and views of an item
-    (medcl.data.render); ``dataset[key]`` renders it on the CPU unless ``raw`` is set, in which
-    case the recipe itself is returned (for collate_raw and decoding on the training device)."""
-
-    raw = False
+    """Base of medcl's datasets: ``dataset[key]`` is ``recipe(key)``, the raw frames and views
+    of an item (or a Skipped marker), rendered per batch by medcl.data.recipes."""
 
     def recipe(self, key):
         raise NotImplementedError
 
     def __getitem__(self, key):
-        item = self.recipe(key)
-        return item if self.raw else render_item(item)
+        return self.recipe(key)
 
 
 def _frame_info(row: int, path, root, epoch: int) -> tuple:
@@ -210,18 +187,3 @@ class ImageDataset(RecipeDataset):
             item["person"] = int(self.person[row])
         return item
 
-
-def collate(items: list) -> dict:
-    """Stack items into a batch, dropping Skipped markers and Nones.
-
-    Returns {"image": (B, 1, S, S), "genetics": {m: (B, D_m)}, "present": {m: (B,) bool},
-    "index": (B,) int64, "person": (B,) int64, "n": B, "skipped": [Skipped], "seen": count of
-    items}; the loader (:class:`~medcl.data.sampler.Loader`) records "skipped"/"seen" in its
-    BadSampleLog. A batch whose every item failed is {"n": 0, "skipped": [...], "seen": ...}.
-    """
-    skipped = [it for it in items if isinstance(it, Skipped)]
-    good = [it for it in items if it is not None and not isinstance(it, Skipped)]
-    batch = stack_items(good) if good else {}
-    batch["n"] = len(good)
-    batch["skipped"], batch["seen"] = skipped, len(skipped) + len(good)
-    return batch

@@ -22,17 +22,17 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from medcl.data.augment import AugmentConfig, AugmentParams, apply_params, sample_params, view_row
+from medcl.data.augment import SEED_RANGE, AugmentConfig, AugmentParams, sample_params, view_row
 from medcl.data.bad_samples import Skipped
 from medcl.data.cohort import Cohort
 from medcl.data.datasets import RecipeDataset, _frame_info, _key, load_raw
 from medcl.data.fit import DEFAULT_FIT, check_fit, fit_box
 from medcl.data.recipes import Request
 from medcl.data.sources import FileSource, frame_numbers
-from medcl.data.sampler import mix_seed
+from medcl.data.seeding import mix_seed
 from medcl.errors import ConfigError
 
-__all__ = ["PuzzleDataset", "cut_puzzle", "tile_layout", "MIN_TILE", "GRIDS"]
+__all__ = ["PuzzleDataset", "draw_puzzle", "tile_layout", "MIN_TILE", "GRIDS"]
 
 MIN_TILE = 8           # smallest tile side in pixels
 GRIDS = range(2, 11)   # allowed grid sizes n (n × n tiles)
@@ -45,7 +45,7 @@ def tile_layout(image_size: int, grid: int, tile_fraction: float = 0.85) -> tupl
     return (int(image_size) - grid * cell) // 2, cell, tile
 
 
-def _intensity_only(cfg: AugmentConfig) -> AugmentConfig:
+def intensity_only(cfg: AugmentConfig) -> AugmentConfig:
     """The augmentation with its geometry switched off (identity crop, no rotation or flip)."""
     return replace(cfg, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), rotation=0.0, hflip=0.0)
 
@@ -62,36 +62,6 @@ def draw_puzzle(M: int, n: int, cell: int, t: int, g: torch.Generator, *, margin
     return perm, source, origin
 
 
-def cut_puzzle(images: torch.Tensor, grid: int, tile: int, generator: torch.Generator, *,
-               margin: int = 0, jitter: AugmentConfig | None = None) -> dict[str, torch.Tensor]:
-    """One puzzle from co-registered images (M, S, S) (M modalities, or (S, S) for one).
-
-    Draws, in order: the permutation, then per cell (row-major) its modality and the tile's
-    offset inside the cell, then per shuffled tile its intensity jitter (when ``jitter`` is an
-    enabled AugmentConfig; only brightness, contrast, gamma and noise are used).
-
-    Returns {"tiles": (N, 1, t, t) float32, "perm": (N,) int64 (cell of each shuffled tile),
-             "source": (N,) int64 (modality of each shuffled tile),
-             "origin": (N, 2) int64 (top, left pixel of each shuffled tile in the S × S image)}.
-    """
-    if images.dim() == 2:
-        images = images.unsqueeze(0)                                   # (1, S, S)
-    M, S = images.shape[0], images.shape[-1]
-    n, t = int(grid), int(tile)
-    N, cell = n * n, (S - 2 * margin) // n
-    if cell < t:
-        raise ValueError(f"cut_puzzle: tile {t} does not fit cells of {cell} px")
-    g = generator
-    perm, source, origin = draw_puzzle(M, n, cell, t, g, margin=margin)
-    cells = torch.stack([images[int(source[c]), y:y + t, x:x + t]
-                         for c, (y, x) in enumerate(origin.tolist())])  # (N, t, t)
-    tiles = cells[perm].unsqueeze(1).float()                           # (N, 1, t, t)
-    if jitter is not None and jitter.enabled:
-        cfg = _intensity_only(jitter)
-        tiles = torch.stack([apply_params(x, sample_params(cfg, t, t, g), t, g) for x in tiles])
-    return {"tiles": tiles.contiguous(), "perm": perm, "source": source[perm], "origin": origin[perm]}
-
-
 class PuzzleDataset(RecipeDataset):
     """Jigsaw puzzles over the images of one split (see the module docstring).
 
@@ -101,7 +71,7 @@ class PuzzleDataset(RecipeDataset):
     Args:
         columns: manifest columns holding the co-registered images of a row (one per modality).
         grid: n, the puzzle has n × n tiles (2 .. 10).
-        image_size: S, every modality is resized to S × S first (eval_transform).
+        image_size: S, every modality is resized to S × S first (the resize-only view).
         augment: None for validation (puzzles fixed per image, the same every epoch); an
             AugmentConfig for training (new puzzles every epoch, per-tile intensity jitter when
             it is enabled; its geometric settings are ignored).
@@ -170,9 +140,9 @@ class PuzzleDataset(RecipeDataset):
         g = self.generator(row, epoch)
         n, t, N, M = self.grid, self.tile, self.n_tiles, len(self.columns)
         perm, source, origin = draw_puzzle(M, n, self.cell, t, g, margin=self.margin)   # origin: (N, 2) per cell
-        tone = [sample_params(_intensity_only(self.augment), t, t, g) if self.augment is not None and
+        tone = [sample_params(intensity_only(self.augment), t, t, g) if self.augment is not None and
                 self.augment.enabled else AugmentParams.identity(t, t) for _ in range(N)]  # per shuffled tile
-        seeds = [int(torch.randint(0, 2 ** 52, (), generator=g)) if p.noise > 0 else 0 for p in tone]
+        seeds = [int(torch.randint(0, SEED_RANGE, (), generator=g)) if p.noise > 0 else 0 for p in tone]
         params = torch.empty(M, N, 13, dtype=torch.float64)
         S = float(self.image_size)
         for m, raw in enumerate(raws):

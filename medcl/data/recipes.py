@@ -216,22 +216,3 @@ class DeviceBatches:
     def __len__(self) -> int:
         return len(self.loader)
 
-
-def render_item(item):
-    """One recipe → one finished item (the batch-of-one path of ``dataset[i]``)."""
-    if isinstance(item, Skipped):
-        return item
-    batch = render_collate([item])
-    if batch["n"] == 0:
-        return batch["skipped"][0]
-    batch.pop("skipped"), batch.pop("seen"), batch.pop("n")
-    return _unbatch(batch)
-
-
-def _unbatch(v):
-    if isinstance(v, dict):
-        return {k: _unbatch(x) for k, x in v.items()}
-    if isinstance(v, torch.Tensor):
-        x = v[0]
-        return x.item() if x.dim() == 0 and x.dtype == torch.int64 else x
-    return v

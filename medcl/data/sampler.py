@@ -18,11 +18,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-
-def mix_seed(*values: int) -> int:
-    """A well-mixed 63-bit seed from non-negative integers (e.g. seed, epoch, index)."""
-    state = np.random.SeedSequence([int(v) for v in values]).generate_state(2, dtype=np.uint32)
-    return int((int(state[0]) << 31) ^ int(state[1])) & ((1 << 63) - 1)
+from medcl.data.recipes import render_collate
+from medcl.data.seeding import mix_seed
 
 
 class ResumableBatchSampler(Sampler):
@@ -101,7 +98,7 @@ def _worker_init(_worker_id: int) -> None:
 class Loader:
     """A DataLoader over a ResumableBatchSampler that logs bad samples in the main process.
 
-    Batches are dicts from :func:`medcl.data.datasets.collate`; samples that could not be read
+    Batches are dicts from the collate (default :func:`medcl.data.recipes.render_collate`); samples that could not be read
     are dropped (a batch may be short, or hold ``n == 0`` items) and passed to ``bad_log``.
     The first non-square image gets one log line (on rank 0) saying how it is fitted
     (medcl.data.fit.announce).
@@ -143,16 +140,16 @@ def make_loader(dataset, batch_size: int, *, shuffle: bool = True, seed: int = 0
 
     The order depends on (seed, epoch) only; ``start_batch`` skips batches already done in
     ``epoch``. ``bad_log``: a BadSampleLog to record skipped samples in (main process).
+    ``collate_fn``: how a list of dataset items becomes a batch (default: the recipes decoded
+    and augmented in the workers, :func:`medcl.data.recipes.render_collate`).
     """
-    from medcl.data.datasets import collate
-
     sampler = ResumableBatchSampler(len(dataset), batch_size, shuffle=shuffle, seed=seed, epoch=epoch,
                                     drop_last=drop_last, rank=rank, world_size=world_size,
                                     start_batch=start_batch, with_epoch=hasattr(dataset, "set_epoch"))
     if hasattr(dataset, "set_epoch"):
         dataset.set_epoch(epoch)
     loader = DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers,
-                        collate_fn=collate_fn or collate, pin_memory=pin_memory,
+                        collate_fn=collate_fn or render_collate, pin_memory=pin_memory,
                         worker_init_fn=_worker_init if num_workers > 0 else None,
                         persistent_workers=persistent_workers and num_workers > 0,
                         generator=torch.Generator().manual_seed(mix_seed(seed, rank)))

@@ -32,7 +32,7 @@ from medcl.data.sources import FileSource, frame_numbers
 from medcl.data.datasets import RecipeDataset, _frame_info, _key, load_raw, view_params
 from medcl.data.fit import DEFAULT_FIT, check_fit
 from medcl.data.recipes import Request
-from medcl.data.sampler import mix_seed
+from medcl.data.seeding import mix_seed
 from medcl.errors import ConfigError
 
 PAIRS = ("views", "patient", "views+patient")

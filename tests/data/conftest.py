@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import pytest
+
+sys.path.append(str(Path(__file__).parent))  # the tests here import oracles.py (eager references)
 
 from medcl.demo import generate_cohort
 

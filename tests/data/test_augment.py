@@ -5,7 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from medcl.data import AugmentConfig, AugmentParams, apply_params, augment, eval_transform, sample_params
+from medcl.data import AugmentConfig, AugmentParams, sample_params
+from oracles import apply_params, augment, eval_transform
 from medcl.data.augment import resize_views
 from medcl.ops import augment as augment_op
 

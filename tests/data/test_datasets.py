@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 import torch
 
-from medcl.data import AugmentConfig, ContigDataset, ImageDataset, collate, load_cohort, make_loader
+from medcl.data import AugmentConfig, ContigDataset, ImageDataset, load_cohort, make_loader
+from oracles import collate, rendered
 from medcl.errors import ConfigError
 from medcl.io.tables import read_manifest
 
@@ -19,7 +20,7 @@ def cohort(paths):
 
 
 def test_items_hold_the_image_and_its_persons_genetics(cohort):
-    ds = ContigDataset(cohort, "train", image_size=S, augment=AugmentConfig(), seed=1)
+    ds = rendered(ContigDataset(cohort, "train", image_size=S, augment=AugmentConfig(), seed=1))
     assert len(ds) == (cohort.images.split == "train").sum()
     for i in (0, len(ds) - 1):
         it = ds[i]
@@ -36,7 +37,7 @@ def test_items_hold_the_image_and_its_persons_genetics(cohort):
 
 
 def test_collate_shapes(cohort):
-    ds = ContigDataset(cohort, "val", image_size=S)
+    ds = rendered(ContigDataset(cohort, "val", image_size=S))
     b = collate([ds[i] for i in range(3)])
     assert b["image"].shape == (3, 1, S, S) and b["n"] == 3 and b["seen"] == 3 and b["skipped"] == []
     assert b["genetics"]["snp"].shape == (3, cohort.genetics["snp"].dim) and b["genetics"]["prs"].shape == (3, 1)
@@ -47,15 +48,15 @@ def test_collate_shapes(cohort):
 
 def test_views_depend_on_seed_epoch_and_image_only(cohort):
     cfg = AugmentConfig()
-    a = ContigDataset(cohort, "train", image_size=S, augment=cfg, seed=5)
-    b = ContigDataset(cohort, "train", image_size=S, augment=cfg, seed=5)
+    a = rendered(ContigDataset(cohort, "train", image_size=S, augment=cfg, seed=5))
+    b = rendered(ContigDataset(cohort, "train", image_size=S, augment=cfg, seed=5))
     assert torch.equal(a[(2, 3)]["image"], b[(2, 3)]["image"])
     assert not torch.equal(a[(2, 3)]["image"], a[(3, 3)]["image"])
     b.set_epoch(2)
     assert torch.equal(b[3]["image"], a[(2, 3)]["image"])
-    c = ContigDataset(cohort, "train", image_size=S, augment=cfg, seed=6)
+    c = rendered(ContigDataset(cohort, "train", image_size=S, augment=cfg, seed=6))
     assert not torch.equal(c[(2, 3)]["image"], a[(2, 3)]["image"])
-    plain = ContigDataset(cohort, "train", image_size=S, augment=None)
+    plain = rendered(ContigDataset(cohort, "train", image_size=S, augment=None))
     assert torch.equal(plain[(0, 3)]["image"], plain[(7, 3)]["image"])
 
 
@@ -78,12 +79,12 @@ def test_loader_workers_give_the_same_batches(cohort):
 
 
 def test_image_dataset_from_cohort_frame_or_path(cohort, paths):
-    by_cohort = ImageDataset(cohort, S, split="test")
+    by_cohort = rendered(ImageDataset(cohort, S, split="test"))
     assert len(by_cohort) == (cohort.images.split == "test").sum()
     it = by_cohort[0]
     assert it["image"].shape == (1, S, S) and cohort.images.split[it["index"]] == "test" and "person" in it
     frame = read_manifest(paths["manifest"])
-    by_path, by_frame = ImageDataset(paths["manifest"], S), ImageDataset(frame, S)
+    by_path, by_frame = rendered(ImageDataset(paths["manifest"], S)), rendered(ImageDataset(frame, S))
     assert len(by_path) == len(by_frame) == len(frame)
     k = len(frame) // 2
     assert by_path[k]["index"] == k and torch.equal(by_path[k]["image"], by_frame[k]["image"])
@@ -91,7 +92,7 @@ def test_image_dataset_from_cohort_frame_or_path(cohort, paths):
     assert b["image"].shape == (4, 1, S, S) and b["index"].tolist() == [0, 1, 2, 3]
     # eval transform: identical to the training dataset without augmentation, same image
     row = int(it["index"])
-    plain = ContigDataset(cohort, None, image_size=S)
+    plain = rendered(ContigDataset(cohort, None, image_size=S))
     assert torch.equal(plain[row]["image"], it["image"])
     with pytest.raises(ConfigError):
         ImageDataset(pd.DataFrame({"FID": ["a"], "IID": ["b"], "path": ["x"]}), S, split="train")
@@ -101,10 +102,10 @@ def test_image_dataset_training_views_come_from_the_full_image(cohort):
     """finetune --mode full's views: drawn from the full-resolution image, exactly as
     ContigDataset draws them for the same (seed, epoch, row); a new epoch, a new view."""
     cfg = AugmentConfig()
-    imgs = ImageDataset(cohort, 32, split="train", augment=cfg, seed=5)
-    contig = ContigDataset(cohort, "train", image_size=32, augment=cfg, seed=5)
+    imgs = rendered(ImageDataset(cohort, 32, split="train", augment=cfg, seed=5))
+    contig = rendered(ContigDataset(cohort, "train", image_size=32, augment=cfg, seed=5))
     a, b = imgs[(2, 3)], contig[(2, 3)]
     assert a["index"] == b["index"] and torch.equal(a["image"], b["image"])
     assert not torch.equal(imgs[(3, 3)]["image"], a["image"])
-    plain = ImageDataset(cohort, 32, split="train")
+    plain = rendered(ImageDataset(cohort, 32, split="train"))
     assert torch.equal(plain[(2, 3)]["image"], plain[(9, 3)]["image"])     # no augment: resize only

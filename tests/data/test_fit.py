@@ -17,6 +17,7 @@ from medcl.data.augment import resize_views, sample_views
 from medcl.data.fit import DEFAULT_FIT, FITS, crop_frame, fit_box, run_fit
 from medcl.data.puzzle import PuzzleDataset
 from medcl.data.views import ViewsDataset
+from oracles import rendered
 
 S = 96
 BACKGROUND, DISC = 0.3, 1.0
@@ -63,7 +64,7 @@ def _blob(img: torch.Tensor):
 def test_pad_and_crop_keep_a_disc_round_squash_stretches_it(tmp_path, gen, portrait):
     h, w = _frame(gen, portrait)
     manifest = _manifest(tmp_path, [(h, w)], gen)
-    out = {f: ImageDataset(manifest, S, fit=f)[0]["image"][0] for f in FITS}          # (S, S) each
+    out = {f: rendered(ImageDataset(manifest, S, fit=f))[0]["image"][0] for f in FITS}          # (S, S) each
     ratio = {f: _blob(img)[0] for f, img in out.items()}
     assert ratio["pad"] == pytest.approx(1.0, abs=0.03)
     assert ratio["crop"] == pytest.approx(1.0, abs=0.03)
@@ -97,8 +98,8 @@ def test_training_views_have_the_drawn_aspect_ratio(tmp_path, gen, fit):
     manifest = _manifest(tmp_path, shapes, gen, radius_fraction=0.12)
     cohort = load_cohort(str(manifest), modalities=("image",), log_summary=False)
     cfg = AugmentConfig(crop_scale=(0.5, 0.7), rotation=0.0, jitter_p=0.0, noise=0.0)
-    ds = ViewsDataset(cohort, None, image_size=S, augment=cfg, seed=int(torch.randint(0, 1000, (), generator=gen)),
-                      fit=fit)
+    seed = int(torch.randint(0, 1000, (), generator=gen))
+    ds = rendered(ViewsDataset(cohort, None, image_size=S, augment=cfg, seed=seed, fit=fit))
     lo, hi = cfg.crop_ratio
     checked = 0
     for i in range(len(ds)):
@@ -128,8 +129,8 @@ def test_the_largest_padded_view_is_the_embedding_view(tmp_path, gen):
     manifest = _manifest(tmp_path, [_frame(gen), _frame(gen, portrait=True)], gen)
     cohort = load_cohort(str(manifest), modalities=("image",), log_summary=False)
     whole = AugmentConfig(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), rotation=0.0, jitter_p=0.0, noise=0.0)
-    views = ViewsDataset(cohort, None, image_size=S, augment=whole, seed=1, fit="pad")
-    embed = ImageDataset(cohort, S, fit="pad")
+    views = rendered(ViewsDataset(cohort, None, image_size=S, augment=whole, seed=1, fit="pad"))
+    embed = rendered(ImageDataset(cohort, S, fit="pad"))
     for i in range(len(views)):
         item = views[i]
         want = embed[int(np.flatnonzero(embed.rows == views.rows[i])[0])]["image"]

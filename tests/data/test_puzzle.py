@@ -7,9 +7,9 @@ import dataclasses
 import pytest
 import torch
 
-from medcl.data import AugmentConfig, Skipped, collate, eval_transform, load_cohort
-from medcl.data.datasets import load_image
-from medcl.data.puzzle import PuzzleDataset, cut_puzzle, tile_layout
+from medcl.data import AugmentConfig, Skipped, load_cohort
+from medcl.data.puzzle import PuzzleDataset, tile_layout
+from oracles import collate, cut_puzzle, eval_transform, load_image, rendered
 from medcl.errors import ConfigError
 
 S, GRID = 48, 3                     # cells of 16 px
@@ -45,7 +45,8 @@ def test_layout():
 
 
 def test_item_shapes_and_permutation(cohort):
-    ds = PuzzleDataset(cohort, "train", columns=BOTH, grid=GRID, image_size=S, augment=AugmentConfig(), seed=1)
+    ds = rendered(PuzzleDataset(cohort, "train", columns=BOTH, grid=GRID, image_size=S, augment=AugmentConfig(),
+                                seed=1))
     assert len(ds) == (cohort.images.split == "train").sum()
     t = tile_layout(S, GRID)[2]
     for i in (0, len(ds) - 1):
@@ -60,8 +61,8 @@ def test_item_shapes_and_permutation(cohort):
 @pytest.mark.parametrize("augment", [None, NO_JITTER])
 def test_tiles_reassemble_to_the_eval_resized_image(cohort, augment):
     """Without gap (tile_fraction=1) and jitter, putting tile i back in cell perm[i] rebuilds the image."""
-    ds = PuzzleDataset(cohort, "val", columns=("path",), grid=GRID, image_size=S, augment=augment,
-                       tile_fraction=1.0)
+    ds = rendered(PuzzleDataset(cohort, "val", columns=("path",), grid=GRID, image_size=S, augment=augment,
+                                tile_fraction=1.0))
     for i in range(3):
         it = ds[(4, i)]
         torch.testing.assert_close(_reassemble(it["tiles"], it["perm"], GRID), _eval_images(ds, it["index"])[0],
@@ -95,7 +96,8 @@ def test_margin_centres_the_grid(gen):
 
 
 def test_modalities_mix_within_puzzles(cohort):
-    ds = PuzzleDataset(cohort, "train", columns=BOTH, grid=GRID, image_size=S, augment=NO_JITTER, tile_fraction=1.0)
+    ds = rendered(PuzzleDataset(cohort, "train", columns=BOTH, grid=GRID, image_size=S, augment=NO_JITTER,
+                                tile_fraction=1.0))
     mixed, used = 0, set()
     for i in range(8):
         it = ds[(0, i)]
@@ -114,21 +116,21 @@ def test_modalities_mix_within_puzzles(cohort):
 
 def test_puzzles_are_seeded_by_seed_epoch_and_row(cohort):
     kw = dict(columns=BOTH, grid=GRID, image_size=S)
-    a = PuzzleDataset(cohort, "train", augment=AugmentConfig(), seed=5, **kw)
-    b = PuzzleDataset(cohort, "train", augment=AugmentConfig(), seed=5, **kw)
+    a = rendered(PuzzleDataset(cohort, "train", augment=AugmentConfig(), seed=5, **kw))
+    b = rendered(PuzzleDataset(cohort, "train", augment=AugmentConfig(), seed=5, **kw))
     for k in ("tiles", "perm"):
         assert torch.equal(a[(2, 3)][k], b[(2, 3)][k])
     assert not torch.equal(a[(2, 3)]["tiles"], a[(3, 3)]["tiles"])
     b.set_epoch(2)
     assert torch.equal(b[3]["tiles"], a[(2, 3)]["tiles"]) and torch.equal(b[3]["perm"], a[(2, 3)]["perm"])
-    c = PuzzleDataset(cohort, "train", augment=AugmentConfig(), seed=6, **kw)
+    c = rendered(PuzzleDataset(cohort, "train", augment=AugmentConfig(), seed=6, **kw))
     assert not torch.equal(c[(2, 3)]["tiles"], a[(2, 3)]["tiles"])
     perms = {tuple(a[(e, 3)]["perm"].tolist()) for e in range(6)}
     assert len(perms) > 1                                            # new puzzles every epoch
 
 
 def test_validation_puzzles_do_not_depend_on_the_epoch(cohort):
-    val = PuzzleDataset(cohort, "val", columns=BOTH, grid=GRID, image_size=S, augment=None, seed=3)
+    val = rendered(PuzzleDataset(cohort, "val", columns=BOTH, grid=GRID, image_size=S, augment=None, seed=3))
     for i in range(3):
         first, later = val[(0, i)], val[(7, i)]
         assert torch.equal(first["tiles"], later["tiles"]) and torch.equal(first["perm"], later["perm"])
@@ -139,10 +141,10 @@ def test_validation_puzzles_do_not_depend_on_the_epoch(cohort):
 def test_jitter_changes_intensities_only(cohort):
     kw = dict(columns=("path",), grid=GRID, image_size=S, seed=2, tile_fraction=1.0)
     geometric = AugmentConfig(crop_scale=(0.3, 0.5), rotation=30.0, hflip=1.0, jitter_p=0.0, noise=0.0)
-    plain = PuzzleDataset(cohort, "train", augment=geometric, **kw)[(1, 0)]
+    plain = rendered(PuzzleDataset(cohort, "train", augment=geometric, **kw))[(1, 0)]
     images = _eval_images(PuzzleDataset(cohort, "train", **kw), plain["index"])
     torch.testing.assert_close(_reassemble(plain["tiles"], plain["perm"], GRID), images[0], rtol=0, atol=0)
-    jit = PuzzleDataset(cohort, "train", augment=AugmentConfig(jitter_p=1.0), **kw)[(1, 0)]
+    jit = rendered(PuzzleDataset(cohort, "train", augment=AugmentConfig(jitter_p=1.0), **kw))[(1, 0)]
     assert torch.equal(jit["perm"], plain["perm"])                  # same draws before the jitter
     diff = (jit["tiles"] - plain["tiles"]).abs().flatten(1).mean(1)  # (N,)
     assert float(diff.mean()) > 1e-3 and int((diff > 0).sum()) >= 5
@@ -150,7 +152,7 @@ def test_jitter_changes_intensities_only(cohort):
 
 
 def test_collate_batches_puzzles(cohort):
-    ds = PuzzleDataset(cohort, "val", columns=BOTH, grid=4, image_size=64)
+    ds = rendered(PuzzleDataset(cohort, "val", columns=BOTH, grid=4, image_size=64))
     b = collate([ds[i] for i in range(3)])
     t = tile_layout(64, 4)[2]
     assert b["tiles"].shape == (3, 16, 1, t, t) and b["perm"].shape == (3, 16) and b["perm"].dtype == torch.int64
@@ -161,10 +163,10 @@ def test_unreadable_modality_gives_a_skipped_marker(cohort, tmp_path):
     bad = tmp_path / "broken.dcm"
     bad.write_bytes(b"not a dicom file")
     images = cohort.images.copy()
-    ds0 = PuzzleDataset(cohort, "val", columns=BOTH, image_size=S)
+    ds0 = rendered(PuzzleDataset(cohort, "val", columns=BOTH, image_size=S))
     row = int(ds0.rows[1])
     images.loc[row, "bone_path"] = str(bad)
-    ds = PuzzleDataset(dataclasses.replace(cohort, images=images), "val", columns=BOTH, image_size=S)
+    ds = rendered(PuzzleDataset(dataclasses.replace(cohort, images=images), "val", columns=BOTH, image_size=S))
     out = ds[1]
     assert isinstance(out, Skipped) and out.index == row
     assert not isinstance(ds[0], Skipped)

@@ -10,6 +10,7 @@ import torch
 from medcl.data import AugmentConfig, ImageDataset, Skipped, load_cohort
 from medcl.data.recipes import collate_raw, render, render_collate
 from medcl.data.views import ViewsDataset
+from oracles import rendered
 from medcl.io.pixels import ENCODINGS, decode_raw, read_raw
 from medcl.ops import augment
 
@@ -20,15 +21,11 @@ def cohort(paths):
 
 
 def _raw(ds, key):
-    ds.raw = True
-    try:
-        return ds[key]
-    finally:
-        ds.raw = False
+    return ds.recipe(key)
 
 
 def test_batched_render_equals_items(cohort):
-    ds = ImageDataset(cohort, 40, split="train", augment=AugmentConfig(), seed=5)
+    ds = rendered(ImageDataset(cohort, 40, split="train", augment=AugmentConfig(), seed=5))
     keys = [(2, i) for i in range(5)]
     batch = render_collate([_raw(ds, k) for k in keys])
     assert batch["image"].shape == (5, 1, 40, 40) and batch["image"].dtype == torch.float32
@@ -39,7 +36,7 @@ def test_batched_render_equals_items(cohort):
 
 
 def test_views_match_direct_ops_on_their_sources(cohort):
-    ds = ViewsDataset(cohort, "train", pairs="views+patient", image_size=32, small_crops=3, seed=1)
+    ds = rendered(ViewsDataset(cohort, "train", pairs="views+patient", image_size=32, small_crops=3, seed=1))
     i = next(j for j, r in enumerate(ds.rows) if len(ds.partners[int(r)]))
     recipe = _raw(ds, i)
     assert len(recipe["raws"]) == 2 and bool(recipe["paired"])
@@ -57,7 +54,7 @@ def test_views_match_direct_ops_on_their_sources(cohort):
 
 
 def test_failed_frame_drops_its_item_only(cohort):
-    ds = ImageDataset(cohort, 24, split="train")
+    ds = rendered(ImageDataset(cohort, 24, split="train"))
     items = [_raw(ds, i) for i in range(4)]
     raw = items[1]["raws"][0]                   # item 1 becomes an RLE frame whose segment lies past the end
     header = (1).to_bytes(4, "little") + (10 ** 6).to_bytes(4, "little") + bytes(56)
@@ -75,7 +72,7 @@ def test_failed_frame_drops_its_item_only(cohort):
 
 
 def test_recipes_hold_raw_bytes_only(cohort):
-    ds = ViewsDataset(cohort, "train", image_size=32, seed=0)
+    ds = rendered(ViewsDataset(cohort, "train", image_size=32, seed=0))
     recipe = _raw(ds, 0)
     path = ds.paths[int(ds.rows[0])]
     assert recipe["raws"][0].data == read_raw(path)[0].data                # undecoded bytes, as in the file

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from medcl.data import AugmentConfig, collate, eval_transform, load_cohort
-from medcl.data.datasets import load_image
+from medcl.data import AugmentConfig, load_cohort
+from oracles import collate, eval_transform, load_image, rendered
 from medcl.data.views import ViewsDataset, partners, small_crop_size
 from medcl.errors import ConfigError
 
@@ -32,7 +32,7 @@ def test_partners_are_other_images_of_the_same_person(cohort):
 
 
 def test_views_are_two_augmentations_of_one_image(cohort):
-    ds = ViewsDataset(cohort, "train", pairs="views", image_size=32, seed=3)
+    ds = rendered(ViewsDataset(cohort, "train", pairs="views", image_size=32, seed=3))
     item = ds[0]
     assert item["views"].shape == (2, 1, 32, 32) and not bool(item["paired"])
     assert not torch.equal(item["views"][0], item["views"][1])
@@ -43,7 +43,7 @@ def test_views_are_two_augmentations_of_one_image(cohort):
 
 
 def test_patient_pairs_are_the_two_resized_images(cohort):
-    ds = ViewsDataset(cohort, "train", pairs="patient", image_size=32, seed=0)
+    ds = rendered(ViewsDataset(cohort, "train", pairs="patient", image_size=32, seed=0))
     i = _rows_with_partner(ds)[0]
     item = ds[i]
     row = int(ds.rows[i])
@@ -61,8 +61,8 @@ def test_patient_pairs_are_the_two_resized_images(cohort):
 
 
 def test_views_plus_patient_augments_the_two_images(cohort):
-    plain = ViewsDataset(cohort, "train", pairs="patient", image_size=32, seed=0)
-    aug = ViewsDataset(cohort, "train", pairs="views+patient", image_size=32, seed=0)
+    plain = rendered(ViewsDataset(cohort, "train", pairs="patient", image_size=32, seed=0))
+    aug = rendered(ViewsDataset(cohort, "train", pairs="views+patient", image_size=32, seed=0))
     i = _rows_with_partner(aug)[0]
     a, p = aug[i], plain[i]
     assert bool(a["paired"])
@@ -70,7 +70,7 @@ def test_views_plus_patient_augments_the_two_images(cohort):
 
 
 def test_small_crops_alternate_sources_and_scale_with_size(cohort):
-    ds = ViewsDataset(cohort, "train", pairs="views", image_size=56, small_crops=6, seed=1)
+    ds = rendered(ViewsDataset(cohort, "train", pairs="views", image_size=56, small_crops=6, seed=1))
     item = ds[2]
     s = small_crop_size(56)
     assert s == 24 and item["small"].shape == (6, 1, s, s)
@@ -80,14 +80,14 @@ def test_small_crops_alternate_sources_and_scale_with_size(cohort):
 
 
 def test_fixed_epoch_gives_the_same_views_every_epoch(cohort):
-    ds = ViewsDataset(cohort, "val", image_size=32, fixed_epoch=0, seed=0)
+    ds = rendered(ViewsDataset(cohort, "val", image_size=32, fixed_epoch=0, seed=0))
     first = ds[0]["views"]
     ds.set_epoch(5)
     assert torch.equal(ds[(7, 0)]["views"], first)
 
 
 def test_unreadable_partner_falls_back_to_views(cohort, tmp_path):
-    ds = ViewsDataset(cohort, "train", pairs="patient", image_size=32, seed=0)
+    ds = rendered(ViewsDataset(cohort, "train", pairs="patient", image_size=32, seed=0))
     i = _rows_with_partner(ds)[0]
     row = int(ds.rows[i])
     bad = tmp_path / "bad.dcm"
