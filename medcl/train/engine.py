@@ -32,15 +32,13 @@ from medcl.progress import Progress
 from medcl.train import checkpoint as ckpt
 from medcl.train import curves, summary
 from medcl.train import distributed as D
+from medcl.train.best import BestState
 from medcl.train.metrics import MetricsWriter
 from medcl.train.optim import build_optimizer, build_scheduler
+from medcl.train.resume import Resumable, seed_everything
 from medcl.train.signals import Preempted, StopFlag
 
 log = logging.getLogger("medcl")
-
-_RESUME_FIX = ("resume with the settings the run was started with (RUN/config.yaml), or start a new run "
-               "from its weights: --init-from RUN/encoder.safetensors --out NEW_RUN")
-
 
 @dataclass
 class TrainConfig:
@@ -65,26 +63,48 @@ class TrainResult:
     epochs: int                                   # epochs completed
     checkpoint: Path | None                       # the last checkpoint written
     history: list[dict] = field(default_factory=list)  # per epoch: train_loss… and validation metrics
+    best_epoch: int | None = None                 # with keep_best: the epoch whose weights the method ends with
 
 
-def seed_everything(seed: int) -> None:
-    import random
+@dataclass
+class _Loop:
+    """What one call of Trainer.fit tracks besides the Trainer's state: its writers, the loss
+    sums since the last metrics.csv row, sample counts for the rates, a stop asked for, and
+    whether the current accumulation window saw a non-finite loss."""
+    metrics: MetricsWriter
+    progress: Progress
+    sums: dict = field(default_factory=dict)
+    n_sums: int = 0
+    samples: int = 0
+    t_window: float = field(default_factory=time.monotonic)
+    epoch_samples: int = 0
+    t_epoch: float = field(default_factory=time.monotonic)
+    stopping: int | None = None
+    window_bad: bool = False
 
-    import numpy as np
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
+class Trainer(Resumable):
+    """Trains ``method`` on ``batches`` (see the module docstring).
 
-class Trainer:
-    def __init__(self, method: nn.Module, cfg: TrainConfig, run_dir: Path, *, device: torch.device,
+    run_dir: RUN/ for metrics.csv, curves.png and checkpoints/; None writes no file (a short
+        training inside another command: fine-tuning), and a stop signal then saves nothing.
+    validate: ``validate(method, epoch) → {name: value}`` after each epoch (rank 0, eval mode,
+        no gradients); its values join the epoch's row and history.
+    keep_best: a key of the validation row to maximise: the method ends with the weights of the
+        epoch where it was highest (medcl.train.best), kept in checkpoints too.
+    log_epochs: False logs the epoch lines at debug level only (-v).
+    """
+
+    def __init__(self, method: nn.Module, cfg: TrainConfig, run_dir: Path | None, *, device: torch.device,
                  batches: Callable[[int, int], Iterable], micro_batches_per_epoch: int,
                  validate: Callable[[nn.Module, int], dict] | None = None,
                  batch_size: Callable[[object], int] = lambda b: len(b["index"]),
                  extra_state: dict | None = None, min_batch: int = 1, global_batch: int | None = None,
-                 title: str = ""):
+                 title: str = "", keep_best: str | None = None, log_epochs: bool = True):
         self.cfg, self.device = cfg, device
-        self.run_dir = Path(run_dir)
+        self.run_dir = None if run_dir is None else Path(run_dir)
+        self.best = None if keep_best is None else BestState(keep_best)
+        self.log_epochs = log_epochs
         self.info = D.detect() if D.world_size() > 1 else D.DistInfo()
         self.batches, self.validate, self.batch_size = batches, validate, batch_size
         self.extra_state = extra_state or {}
@@ -133,8 +153,8 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     @property
-    def checkpoint_dir(self) -> Path:
-        return self.run_dir / "checkpoints"
+    def checkpoint_dir(self) -> Path | None:
+        return None if self.run_dir is None else self.run_dir / "checkpoints"
 
     # -- state ---------------------------------------------------------------------------------
     def state(self) -> dict:
@@ -144,9 +164,13 @@ class Trainer:
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
                 "rng": D.all_gather_object(ckpt.rng_state()), "train_config": asdict(self.cfg),
                 "history": self.history, "steps_per_epoch": self.steps_per_epoch, "global_batch": self.global_batch,
-                "epoch_sums": dict(self.epoch_sums), "epoch_n": self.epoch_n, **self.extra_state}
+                "epoch_sums": dict(self.epoch_sums), "epoch_n": self.epoch_n,
+                **({} if self.best is None else {"best": self.best.state_dict()}), **self.extra_state}
 
-    def save(self) -> Path:
+    def save(self) -> Path | None:
+        """Writes RUN/checkpoints/step-N.pt (every rank takes part); None without a run folder."""
+        if self.run_dir is None:
+            return None
         state = self.state()  # every rank joins the RNG gather
         if self.info.is_main:
             self.last_checkpoint = ckpt.save_checkpoint(state, self.checkpoint_dir, self.step,
@@ -154,169 +178,120 @@ class Trainer:
         D.barrier()
         return self.checkpoint_dir / f"step-{self.step}.pt"
 
-    def restore(self, resume: str | Path) -> None:
-        """Loads the checkpoint ``resume`` ("auto": the newest in RUN/checkpoints) after checking
-        that it belongs to this run's model and batches (MedclError otherwise, before anything
-        is written). A larger or smaller ``epochs`` (not below the epochs done) is applied: the
-        learning-rate schedule is recomputed for the new total from the current step."""
-        seed_everything(self.cfg.seed + self.info.rank)  # the states a checkpoint does not replace
-        self.resumed = True
-        if str(resume) == "auto":
-            found = ckpt.load_latest(self.checkpoint_dir)
-            if found is None:
-                log.info("no checkpoint in %s: starting from scratch", self.checkpoint_dir)
-                return
-            state, path = found
-        else:
-            path = Path(resume)
-            state = ckpt.load(path)
-        self._check_fits(state, path)
-        try:
-            self.method.load_state_dict(state["model"])
-        except RuntimeError as exc:  # another architecture, width or modality set
-            first = str(exc).splitlines()[1:2] or [str(exc)[:200]]
-            raise MedclError(f"checkpoint does not fit this model ({first[0].strip()})", path=path,
-                             fix=_RESUME_FIX) from None
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
-        self.step, self.epoch, self.position = state["step"], state["epoch"], state["position"]
-        self.nonfinite_streak = state.get("nonfinite_streak", 0)
-        self.history = list(state.get("history", []))
-        self.epoch_sums, self.epoch_n = dict(state.get("epoch_sums", {})), int(state.get("epoch_n", 0))
-        old_lr = self.optimizer.param_groups[0]["lr"]
-        # The schedule of this run's epochs at the restored step (the same value when epochs is
-        # unchanged; LambdaLR keeps the step, not the function).
-        for group, base, factor in zip(self.optimizer.param_groups, self.scheduler.base_lrs,
-                                       self.scheduler.lr_lambdas):
-            group["lr"] = base * factor(self.scheduler.last_epoch)
-        old_epochs = (state.get("train_config") or {}).get("epochs", self.cfg.epochs)
-        if old_epochs != self.cfg.epochs and self.info.is_main:
-            log.info("epochs %d → %d: the learning-rate schedule now ends at step %d; lr at step %d: %.3g (was %.3g)",
-                     old_epochs, self.cfg.epochs, self.total_steps, self.step,
-                     self.optimizer.param_groups[0]["lr"], old_lr)
-        rngs = state.get("rng") or []
-        if len(rngs) == self.info.world_size:
-            ckpt.set_rng_state(rngs[self.info.rank])
-        else:
-            log.warning("checkpoint was written by %d process(es), this run has %d: RNG states re-seeded",
-                        len(rngs), self.info.world_size)
-        self.last_checkpoint = path
-        if self.info.is_main:
-            log.info("resumed from %s at step %d (epoch %d, batch %d)", path, self.step, self.epoch + 1, self.position)
-
-    def _check_fits(self, state: dict, path: Path) -> None:
-        """MedclError when the checkpoint is of another method, batch or length of epoch."""
-        fix = _RESUME_FIX
-        method, mine = state.get("method"), self.extra_state.get("method")
-        if method and mine and method != mine:
-            raise MedclError(f"checkpoint is of a {method} run, not {mine}", path=path, fix=fix)
-        batch = state.get("global_batch")
-        if batch and self.global_batch and batch != self.global_batch:
-            raise MedclError(f"checkpoint was trained with a global batch of {batch} images "
-                             f"(--batch-size × processes), this run has {self.global_batch}", path=path, fix=fix)
-        steps = state.get("steps_per_epoch")
-        if steps and steps != self.steps_per_epoch:
-            raise MedclError(f"checkpoint's run had {steps} optimizer steps per epoch, this one has "
-                             f"{self.steps_per_epoch} (the training data, --batch-size, --accumulate or the "
-                             "number of processes changed)", path=path, fix=fix)
-        reached = state["epoch"] + (1 if state["position"] else 0)  # epochs begun
-        if reached > self.cfg.epochs:
-            raise MedclError(f"checkpoint is in epoch {reached}, beyond epochs={self.cfg.epochs}",
-                             path=path, fix=f"use --epochs {reached} or more")
-
     # -- the loop ------------------------------------------------------------------------------
     def fit(self, resume: str | Path | None = None) -> TrainResult:
-        """Trains to ``cfg.epochs``; ``resume`` restores first (unless :meth:`restore` was called)."""
-        cfg = self.cfg
+        """Trains to ``cfg.epochs``; ``resume`` restores first (unless :meth:`restore` was called).
+        With ``keep_best``, the method ends with the weights of the best validated epoch."""
         if resume and not self.resumed:
             self.restore(resume)
         elif not self.resumed:
-            seed_everything(cfg.seed + self.info.rank)
-        metrics = MetricsWriter(self.run_dir, enabled=self.info.is_main,
-                                resume_step=self.step if self.resumed else None)
-        # Step lines: every log_every steps with -v, otherwise at most one a minute (no bar) —
-        # the epoch lines below say how the run goes.
-        progress = Progress("train", self.total_steps, every_s=60.0, start=self.step,
-                            every_n=cfg.log_every if log.isEnabledFor(logging.DEBUG) else None,
-                            bar=None if self.info.is_main else False)
-        sums: dict[str, float] = {}
-        n_sums, samples, t_window = 0, 0, time.monotonic()
-        epoch_samples, t_epoch = 0, time.monotonic()
-        stopping: int | None = None
-        window_bad = False  # a micro-batch of the current accumulation window was non-finite
+            seed_everything(self.cfg.seed + self.info.rank)
+        loop = self._open_loop()
         try:
             with StopFlag() as stop:
-                while self.epoch < cfg.epochs:
-                    self.model.train()
-                    for i, batch in enumerate(self.batches(self.epoch, self.position), start=self.position):
-                        if i >= self.micro_per_epoch:
-                            break
-                        sync = (i + 1) % cfg.accumulate == 0
-                        # A batch whose samples were unreadable (see bad_samples.csv) down to fewer
-                        # than the method needs contributes nothing but keeps its place, so positions
-                        # stay those of the sampler.
-                        empty = self.batch_size(batch) < self.min_batch
-                        out = None if empty else self._forward(batch)
-                        finite = empty or bool(torch.isfinite(out["loss"].detach()))
-                        bad, asked = D.any_rank(not finite, stop.requested, device=self.device)
-                        if asked and stopping is None:
-                            stopping = stop.signum or 15
-                        if bad:  # every rank agrees: drop this window's gradients, skip its step
-                            window_bad = True
-                            self.optimizer.zero_grad(set_to_none=True)
-                        elif not window_bad and not empty:
-                            # Read the loss terms before queueing the backward (the finite check has
-                            # already synchronised them): float() after it would wait for the backward.
-                            for k, v in out.items():
-                                value = float(v.detach())
-                                sums[k] = sums.get(k, 0.0) + value
-                                self.epoch_sums[k] = self.epoch_sums.get(k, 0.0) + value
-                            n_sums += 1
-                            self.epoch_n += 1
-                            samples += self.batch_size(batch) * self.info.world_size
-                            epoch_samples += self.batch_size(batch) * self.info.world_size
-                            ctx = self.model.no_sync() if (self.info.distributed and not sync) else contextlib.nullcontext()
-                            with ctx:
-                                self.scaler.scale(out["loss"] / cfg.accumulate).backward()
-                        self.position = i + 1
-                        if not sync:
-                            continue
-                        stepped = False
-                        if window_bad:
-                            self._skip("non-finite loss")
-                        elif self._optimizer_step():
-                            self.step += 1
-                            self.nonfinite_streak = 0
-                            stepped = True
-                        window_bad = False
-                        if stepped and self.step % cfg.log_every == 0 and n_sums:
-                            now = time.monotonic()
-                            row = {k: v / n_sums for k, v in sums.items()}
-                            row["lr"] = self.optimizer.param_groups[0]["lr"]
-                            row["samples_per_s"] = samples / max(now - t_window, 1e-9)
-                            metrics.log(self.step, self.epoch + 1, row)
-                            progress.update(self.step, postfix=f"epoch {self.epoch + 1}/{cfg.epochs} "
-                                                               f"loss {row['loss']:.4g} lr {row['lr']:.2g}")
-                            sums, n_sums, samples, t_window = {}, 0, 0, now
-                        if stopping is not None:
-                            raise Preempted(self.save(), stopping)
-                        if stepped and cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
-                            self.save()
-                    self.epoch, self.position = self.epoch + 1, 0
-                    rate = epoch_samples / max(time.monotonic() - t_epoch, 1e-9)
-                    self._end_epoch(metrics, rate)
-                    epoch_samples, t_epoch = 0, time.monotonic()
-                    D.barrier()
-                    saved = self.save()
-                    _, asked = D.any_rank(False, stop.requested, device=self.device)
-                    if asked and self.epoch < cfg.epochs:  # the signal came during validation or the save
-                        raise Preempted(saved, stop.signum or 15)
+                while self.epoch < self.cfg.epochs:
+                    self._train_epoch(loop, stop)
+                    self._close_epoch(loop, stop)
         finally:
-            progress.close()
-            metrics.close()
+            loop.progress.close()
+            loop.metrics.close()
             self.model = self.method  # drop the DDP wrapper: it must go before the process group (D.shutdown)
-        return TrainResult(self.step, self.epoch, self.last_checkpoint, self.history)
+        if self.best is not None:
+            self.best.load_into(self.method)
+        return TrainResult(self.step, self.epoch, self.last_checkpoint, self.history,
+                           None if self.best is None else self.best.epoch)
+
+    def _open_loop(self) -> _Loop:
+        metrics = MetricsWriter(self.run_dir, enabled=self.info.is_main and self.run_dir is not None,
+                                resume_step=self.step if self.resumed else None)
+        # Step lines: every log_every steps with -v, otherwise at most one a minute (no bar) —
+        # the epoch lines say how the run goes.
+        progress = Progress("train", self.total_steps, every_s=60.0, start=self.step,
+                            every_n=self.cfg.log_every if log.isEnabledFor(logging.DEBUG) else None,
+                            bar=None if self.info.is_main else False)
+        return _Loop(metrics, progress)
+
+    def _train_epoch(self, loop: _Loop, stop: StopFlag) -> None:
+        self.model.train()
+        for i, batch in enumerate(self.batches(self.epoch, self.position), start=self.position):
+            if i >= self.micro_per_epoch:
+                break
+            self._micro_batch(loop, stop, i, batch)
+
+    def _micro_batch(self, loop: _Loop, stop: StopFlag, i: int, batch) -> None:
+        """Forward, the agreement of every rank on a non-finite loss or a stop signal, backward;
+        the optimizer step at the end of an accumulation window."""
+        sync = (i + 1) % self.cfg.accumulate == 0
+        # A batch whose samples were unreadable (see bad_samples.csv) down to fewer than the method
+        # needs contributes nothing but keeps its place, so positions stay those of the sampler.
+        empty = self.batch_size(batch) < self.min_batch
+        out = None if empty else self._forward(batch)
+        finite = empty or bool(torch.isfinite(out["loss"].detach()))
+        bad, asked = D.any_rank(not finite, stop.requested, device=self.device)
+        if asked and loop.stopping is None:
+            loop.stopping = stop.signum or 15
+        if bad:  # every rank agrees: drop this window's gradients, skip its step
+            loop.window_bad = True
+            self.optimizer.zero_grad(set_to_none=True)
+        elif not loop.window_bad and not empty:
+            self._backward(loop, out, self.batch_size(batch) * self.info.world_size, sync)
+        self.position = i + 1
+        if sync:
+            self._end_window(loop)
+
+    def _backward(self, loop: _Loop, out: dict, samples: int, sync: bool) -> None:
+        # Read the loss terms before queueing the backward (the finite check has already
+        # synchronised them): float() after it would wait for the backward.
+        for k, v in out.items():
+            value = float(v.detach())
+            loop.sums[k] = loop.sums.get(k, 0.0) + value
+            self.epoch_sums[k] = self.epoch_sums.get(k, 0.0) + value
+        loop.n_sums += 1
+        self.epoch_n += 1
+        loop.samples += samples
+        loop.epoch_samples += samples
+        ctx = self.model.no_sync() if (self.info.distributed and not sync) else contextlib.nullcontext()
+        with ctx:
+            self.scaler.scale(out["loss"] / self.cfg.accumulate).backward()
+
+    def _end_window(self, loop: _Loop) -> None:
+        """The optimizer step (or its skip), the metrics row, a stop or a checkpoint."""
+        stepped = False
+        if loop.window_bad:
+            self._skip("non-finite loss")
+        elif self._optimizer_step():
+            self.step += 1
+            self.nonfinite_streak = 0
+            stepped = True
+        loop.window_bad = False
+        if stepped and self.step % self.cfg.log_every == 0 and loop.n_sums:
+            self._log_window(loop)
+        if loop.stopping is not None:
+            raise Preempted(self.save(), loop.stopping)
+        if stepped and self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0:
+            self.save()
+
+    def _log_window(self, loop: _Loop) -> None:
+        now = time.monotonic()
+        row = {k: v / loop.n_sums for k, v in loop.sums.items()}
+        row["lr"] = self.optimizer.param_groups[0]["lr"]
+        row["samples_per_s"] = loop.samples / max(now - loop.t_window, 1e-9)
+        loop.metrics.log(self.step, self.epoch + 1, row)
+        loop.progress.update(self.step, postfix=f"epoch {self.epoch + 1}/{self.cfg.epochs} "
+                                                f"loss {row['loss']:.4g} lr {row['lr']:.2g}")
+        loop.sums, loop.n_sums, loop.samples, loop.t_window = {}, 0, 0, now
+
+    def _close_epoch(self, loop: _Loop, stop: StopFlag) -> None:
+        """Validation and the epoch's row, then a checkpoint; a stop asked meanwhile ends here."""
+        self.epoch, self.position = self.epoch + 1, 0
+        rate = loop.epoch_samples / max(time.monotonic() - loop.t_epoch, 1e-9)
+        self._end_epoch(loop.metrics, rate)
+        loop.epoch_samples, loop.t_epoch = 0, time.monotonic()
+        D.barrier()
+        saved = self.save()
+        _, asked = D.any_rank(False, stop.requested, device=self.device)
+        if asked and self.epoch < self.cfg.epochs:  # the signal came during validation or the save
+            raise Preempted(saved, stop.signum or 15)
 
     def _end_epoch(self, metrics: MetricsWriter, rate: float) -> None:
         """Validation (rank 0), the epoch's row in metrics.csv and history, one log line, curves.png."""
@@ -331,12 +306,16 @@ class Trainer:
                 val = self.validate(self.method, self.epoch)
         row.update(val)
         self.history.append({"epoch": self.epoch, "step": self.step, **row})
+        if self.best is not None:
+            self.best.offer(self.epoch, val, self.method)
         if row:
             metrics.log(self.step, self.epoch, row)
         lr = self.optimizer.param_groups[0]["lr"]
-        log.info("epoch %d/%d (step %d): %s", self.epoch, self.cfg.epochs, self.step,
-                 summary.epoch_line(row, lr=lr, samples_per_s=rate))
-        curves.write_curves(self.run_dir / "curves.png", metrics.rows, title=self.title)
+        log.log(logging.INFO if self.log_epochs else logging.DEBUG, "%sepoch %d/%d (step %d): %s",
+                f"{self.title}: " if not self.log_epochs and self.title else "", self.epoch, self.cfg.epochs,
+                self.step, summary.epoch_line(row, lr=lr, samples_per_s=rate))
+        if self.run_dir is not None:
+            curves.write_curves(self.run_dir / "curves.png", metrics.rows, title=self.title)
 
     def _forward(self, batch) -> dict:
         with self._autocast():

@@ -24,10 +24,11 @@ def _fmt(v) -> str:
 
 
 class MetricsWriter:
-    def __init__(self, run_dir: Path, *, enabled: bool = True, resume_step: int | None = None,
+    def __init__(self, run_dir: Path | None, *, enabled: bool = True, resume_step: int | None = None,
                  tensorboard: bool = True):
-        self.path = Path(run_dir) / "metrics.csv"
-        self.enabled = enabled
+        """run_dir None (or ``enabled`` False): nothing is written (a rank other than 0, a fine-tuning)."""
+        self.path = None if run_dir is None else Path(run_dir) / "metrics.csv"
+        self.enabled = enabled and run_dir is not None
         self.columns: list[str] = list(FIRST)
         self.rows: list[dict] = []
         self._tb = None

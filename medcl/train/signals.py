@@ -25,8 +25,11 @@ class Preempted(Exception):
     def __init__(self, checkpoint, signum: int):
         self.checkpoint, self.signum = checkpoint, signum
         self.exit_code = 128 + signal.SIGINT if signum == signal.SIGINT else EXIT_CODE
-        super().__init__(f"stopped on signal {signal.Signals(signum).name} after saving {checkpoint}; "
-                         "resume with --resume auto")
+        name = signal.Signals(signum).name
+        if checkpoint is None:  # a training without a run folder (fine-tuning): nothing to resume from
+            super().__init__(f"stopped on signal {name}; this training keeps no checkpoint, so nothing was saved")
+        else:
+            super().__init__(f"stopped on signal {name} after saving {checkpoint}; resume with --resume auto")
 
 
 class StopFlag:
