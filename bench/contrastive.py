@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import save, table, timeit  # noqa: E402
 
 from medcl import _extension  # noqa: E402
-from medcl.ops import contrastive_loss  # noqa: E402
+from medcl.losses import contrastive_loss  # noqa: E402
 
 TAU = 0.07
 MiB = 2 ** 20

@@ -22,7 +22,7 @@ from medcl.ops import intensity_reference, sinkhorn_knopp
 from medcl.ops.contrastive_lse import contrastive_lse_reference
 from medcl.ops.decode_pixels import ENCODINGS, FUNCTIONS
 from medcl.ops.intensity import pack_params
-from medcl.ops.sinkhorn import sinkhorn_log_reference
+from medcl.ops.sinkhorn_log import sinkhorn_log_reference
 from medcl.ops.sinkhorn_knopp import sinkhorn_knopp_reference
 
 DEV = torch.device("cuda")       # --device cpu runs the same calls on the C++ kernels (checks this script)

@@ -2,7 +2,7 @@
 medcl.ops.sinkhorn_knopp (SwAV codes), in one run.
 
 Sinkhorn, side by side in one process, B matrices of N × N, n_iters iterations, τ = 1:
-  eager      the reference loop (medcl/ops/sinkhorn.py: sinkhorn_log_reference) under autograd
+  eager      the reference loop (medcl/ops/sinkhorn_log.py: sinkhorn_log_reference) under autograd
   compiled   the same under torch.compile (CUDA only: --compile to try it on CPU)
   medcl      torch.ops.medcl.sinkhorn_log (whole loop in one kernel, potentials only)
 Time: median of --repeat forward + backward calls after warm-up. Backward memory: the bytes of
@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import save, table, time_once, timeit  # noqa: E402
 
 from medcl import _extension  # noqa: E402
-from medcl.ops.sinkhorn import sinkhorn_log_reference  # noqa: E402
+from medcl.ops.sinkhorn_log import sinkhorn_log_reference  # noqa: E402
 from medcl.ops.sinkhorn_knopp import sinkhorn_knopp, sinkhorn_knopp_reference  # noqa: E402
 
 

@@ -1,4 +1,5 @@
-"""The few torch.distributed collectives the ops need, each a no-op in a single process.
+"""The few torch.distributed collectives the ops, losses and methods need, each a no-op in a
+single process.
 
 ``gather_with_grad`` is an all-gather whose backward sums each rank's gradient for every row
 and hands it to the row's owner (a reduce-scatter): DisCo-CLIP's scheme (Chen et al.,

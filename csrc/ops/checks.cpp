@@ -14,11 +14,11 @@
 #include <string>
 
 #include "ops/intensity.h"
-#include "ops/sinkhorn.h"
+#include "ops/sinkhorn_log.h"
 #include "ops/sinkhorn_knopp.h"
 #include "ops/decode_pixels.h"
 #include "ops/augment.h"
-#include "ops/contrastive.h"
+#include "ops/contrastive_lse.h"
 
 namespace medcl {
 

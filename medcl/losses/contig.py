@@ -27,8 +27,8 @@ from typing import Mapping, Optional
 import torch
 from torch import nn
 
-from medcl.ops import collectives
-from medcl.ops.contrastive import contrastive_loss
+from medcl import dist
+from medcl.losses.infonce import contrastive_loss
 
 
 @dataclass
@@ -70,7 +70,7 @@ class ContigLoss(nn.Module):
             masks: name → (B,) bool, True = the person has the modality; a modality without
                 an entry (or masks=None) has every person.
             distributed: the rows are this rank's part of a batch spread over the ranks of
-                torch.distributed (see medcl.ops.contrastive); ignored with one process.
+                torch.distributed (see medcl.losses.infonce); ignored with one process.
 
         Returns:
             total: 0-d tensor, the mean of the qualifying modalities' terms.
@@ -92,7 +92,7 @@ class ContigLoss(nn.Module):
                 mask = torch.ones(B, dtype=torch.bool, device=image_emb.device)
             term = contrastive_loss(image_emb, z, temperature=self.temperature, alpha=self.alpha,
                                     normalize=self.normalize, mask_a=mask, mask_b=mask, distributed=distributed)
-            people = collectives.all_reduce_sum(mask.sum()) if distributed else mask.sum()
+            people = dist.all_reduce_sum(mask.sum()) if distributed else mask.sum()
             ok = people >= 2                                           # () bool, no host sync
             terms[name] = torch.where(ok, term, torch.zeros_like(term))
             qualifies.append(ok)

@@ -1,4 +1,4 @@
-"""``medcl.ops.contrastive_loss``: the two-direction InfoNCE over paired embeddings.
+"""``contrastive_loss``: the two-direction InfoNCE over paired embeddings.
 
 For rows a_i, b_i of the same person (van den Oord et al., "Representation Learning with
 Contrastive Predictive Coding", 2018; Radford et al., "Learning Transferable Visual Models
@@ -20,11 +20,7 @@ gradient. With α = 0.5 and normalize=True this is CLIP's symmetric loss with lo
 ``temperature`` is a float or a 0-d tensor; a tensor that requires grad (CLIP's learnable
 logit scale is ``1 / temperature``) receives its gradient.
 
-``ntxent_loss`` is SimCLR's NT-Xent (Chen et al., "A Simple Framework for Contrastive Learning
-of Visual Representations", ICML 2020) over the 2N views [z1; z2]: each view's positive is the
-other view of its sample, its negatives every other view, itself excluded.
-
-Both losses are a few O(B) operations on the statistics of ``torch.ops.medcl.contrastive_lse``
+The loss (and medcl.losses.ntxent's ``ntxent_loss``) is a few O(B) operations on the statistics of ``torch.ops.medcl.contrastive_lse``
 (medcl/ops/contrastive_lse.py): row and column log-sum-exps and the positive logits, computed
 by tiled kernels that never hold the B×B logits. ``contrastive_loss_reference`` below is the
 loss written out with the full logits: the definition and the test oracle.
@@ -43,7 +39,7 @@ from typing import Optional, Union
 import torch
 import torch.nn.functional as F
 
-from medcl.ops import collectives
+from medcl import dist
 from medcl.ops.contrastive_lse import lse, safe_logsumexp
 
 Temperature = Union[float, torch.Tensor]
@@ -99,7 +95,7 @@ def _check_mask(mask: Optional[torch.Tensor], name: str, B: int, device: torch.d
     return mask
 
 
-def _check_temperature(temperature: Temperature, op: str) -> float:
+def check_temperature(temperature: Temperature, op: str) -> float:
     """τ > 0 as a float (a tensor is read once: the kernels take the scale as a number)."""
     if isinstance(temperature, torch.Tensor):
         if temperature.dim() != 0:
@@ -112,7 +108,7 @@ def _check_temperature(temperature: Temperature, op: str) -> float:
     return value
 
 
-def _check_pair(a: torch.Tensor, b: torch.Tensor, op: str) -> None:
+def check_pair(a: torch.Tensor, b: torch.Tensor, op: str) -> None:
     if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
         raise TypeError(f"{op}: the embeddings must be tensors")
     if a.dim() != 2 or a.shape != b.shape:
@@ -125,7 +121,7 @@ def _check_pair(a: torch.Tensor, b: torch.Tensor, op: str) -> None:
                          f"got {a.dtype} on {a.device} and {b.dtype} on {b.device}")
 
 
-def _with_temperature_grad(x: torch.Tensor, temperature: Temperature, tau: float) -> torch.Tensor:
+def with_temperature_grad(x: torch.Tensor, temperature: Temperature, tau: float) -> torch.Tensor:
     """x times exactly 1, carrying d/dτ when τ is a tensor that requires grad: with
     S = (x · τ₀/τ)·y / τ₀ the value is unchanged and dS/dτ = −S/τ."""
     if isinstance(temperature, torch.Tensor) and temperature.requires_grad:
@@ -151,8 +147,8 @@ def contrastive_loss(a: torch.Tensor, b: torch.Tensor, *, temperature: Temperatu
         The scalar loss (0-d tensor in the dtype of ``a``).
     """
     op = "contrastive_loss"
-    _check_pair(a, b, op)
-    tau = _check_temperature(temperature, op)
+    check_pair(a, b, op)
+    tau = check_temperature(temperature, op)
     if not 0.0 <= float(alpha) <= 1.0:
         raise ValueError(f"{op}: alpha must be in [0, 1], got {alpha}")
     alpha = float(alpha)
@@ -167,70 +163,27 @@ def contrastive_loss(a: torch.Tensor, b: torch.Tensor, *, temperature: Temperatu
         b = torch.where(keep_b[:, None], b, torch.zeros_like(b))
     if normalize:
         a, b = F.normalize(a, dim=1), F.normalize(b, dim=1)
-    a = _with_temperature_grad(a, temperature, tau)
+    a = with_temperature_grad(a, temperature, tau)
     anchors = keep_a & keep_b                                           # (B,)
-    W = collectives.world_size() if distributed else 1
+    W = dist.world_size() if distributed else 1
     # This rank's rows of a against every rank's b (all of b in one process).
-    offset = sum(collectives.all_sizes(B, a.device)[:collectives.rank()]) if W > 1 else 0
-    b_all = collectives.gather_with_grad(b) if W > 1 else b            # (N, D)
-    keep_b_all = collectives.gather(keep_b) if W > 1 else keep_b        # (N,)
+    offset = sum(dist.all_sizes(B, a.device)[:dist.rank()]) if W > 1 else 0
+    b_all = dist.gather_with_grad(b) if W > 1 else b            # (N, D)
+    keep_b_all = dist.gather(keep_b) if W > 1 else keep_b        # (N,)
     row_lse, col_lse, diag = lse(a, b_all, keep_a, keep_b_all, 1.0 / tau, offset)
     if W > 1:   # column statistics over every rank's rows of a, then this rank's columns
-        col_lse = safe_logsumexp(collectives.gather_with_grad(col_lse[None]), 0)[offset:offset + B]
+        col_lse = safe_logsumexp(dist.gather_with_grad(col_lse[None]), 0)[offset:offset + B]
     per_row = alpha * (row_lse - diag) + (1.0 - alpha) * (col_lse - diag)
     local = torch.where(anchors, per_row, torch.zeros_like(per_row)).sum()
     if W == 1:
         return (local / anchors.sum().clamp_min(1)).to(a.dtype)
-    return _global_mean(local, anchors.sum(), W).to(a.dtype)
+    return global_mean(local, anchors.sum(), W).to(a.dtype)
 
 
-def _global_mean(local: torch.Tensor, count: torch.Tensor, W: int) -> torch.Tensor:
+def global_mean(local: torch.Tensor, count: torch.Tensor, W: int) -> torch.Tensor:
     """The mean of a per-row sum over every rank's rows: its value is the global mean, its
     gradient W times the global mean's (DDP then averages W equal contributions)."""
-    n = collectives.all_reduce_sum(count).clamp_min(1)
-    total = collectives.all_reduce_sum(local) / n
+    n = dist.all_reduce_sum(count).clamp_min(1)
+    total = dist.all_reduce_sum(local) / n
     scaled = local * W / n
     return scaled + (total - scaled).detach()
-
-
-def ntxent_loss(z1: torch.Tensor, z2: torch.Tensor, *, temperature: Temperature = 0.5,
-                normalize: bool = True, distributed: bool = False) -> torch.Tensor:
-    """SimCLR's NT-Xent over the 2N views [z1; z2] (see the module docstring).
-
-    Args:
-        z1, z2: (N, D) embeddings of two views of the same N samples.
-        temperature: τ > 0, a float or a 0-d tensor (gradients flow to a tensor).
-        normalize: L2-normalise rows first (cosine similarity, as SimCLR).
-        distributed: z1 and z2 are this rank's rows of a global batch spread over the ranks of
-            torch.distributed (ignored with one process): every view of every rank is a
-            negative, as one process holding the whole batch would see it.
-
-    Returns:
-        The scalar loss, the mean over the 2N anchors (0-d tensor in the dtype of z1).
-    """
-    op = "ntxent_loss"
-    _check_pair(z1, z2, op)
-    tau = _check_temperature(temperature, op)
-    n = z1.shape[0]
-    z = torch.cat([z1, z2])                                              # (2n, D)
-    if normalize:
-        z = F.normalize(z, dim=1)
-    za = _with_temperature_grad(z, temperature, tau)
-    W = collectives.world_size() if distributed else 1
-    if W == 1:
-        keep = torch.ones(2 * n, dtype=torch.bool, device=z.device)
-        row_lse, _, diag = lse(za, z, keep, keep, 1.0 / tau, offset=n, exclude_self=True)
-        return (row_lse - diag).mean().to(z1.dtype)
-    # Columns: [z1 of every rank; z2 of every rank] (2N). Rolled so that this rank's anchors sit
-    # at the front, each anchor's own column is its row index (exclude_self) and its positive,
-    # the other view, is N further on (offset N).
-    start = sum(collectives.all_sizes(n, z.device)[:collectives.rank()])
-    cols = torch.cat([collectives.gather_with_grad(z[:n]), collectives.gather_with_grad(z[n:])])   # (2N, D)
-    N = cols.shape[0] // 2
-    keep = torch.ones(2 * N, dtype=torch.bool, device=z.device)
-    keep_a = keep[:n]
-    local = z.new_zeros((), dtype=torch.float64)
-    for half, shift in ((za[:n], start), (za[n:], N + start)):
-        row_lse, _, diag = lse(half, cols.roll(-shift, 0), keep_a, keep, 1.0 / tau, offset=N, exclude_self=True)
-        local = local + (row_lse - diag).sum()
-    return _global_mean(local, torch.tensor(2 * n, device=z.device), W).to(z1.dtype)

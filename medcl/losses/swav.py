@@ -15,20 +15,12 @@ run over the global batch.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import torch
 from torch import nn
 
 from medcl.ops.sinkhorn_knopp import sinkhorn_knopp
-
-
-@dataclass
-class SwAVLossConfig:
-    temperature: float = 0.1           # τ of the softmax over prototypes (SwAV: 0.1)
-    eps: float = 0.05                  # Sinkhorn-Knopp entropic regularisation ε (SwAV: 0.05)
-    sinkhorn_iters: int = 3            # Sinkhorn-Knopp rounds (SwAV: 3)
 
 
 class SwAVLoss(nn.Module):

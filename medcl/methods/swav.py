@@ -25,7 +25,7 @@ from medcl.config import option
 from medcl.losses.swav import SwAVLoss
 from medcl.methods.base import ProjectionConfig, project_views, view_retrieval
 from medcl.models import ImageEncoderConfig, ProjectionHeadConfig, build_image_encoder, build_projection_head
-from medcl.ops import collectives
+from medcl import dist as collectives
 
 
 @dataclass

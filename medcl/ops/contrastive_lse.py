@@ -8,8 +8,8 @@ For a (M, D), b (N, D), masks keep_a (M,), keep_b (N,) and a scale (1/τ):
     col_lse = log Σ_{i kept} exp S_ij     (N,)
     diag    = S_{i, (i + offset) mod N}   (M,)     the positive pair, whatever the masks
 
-Every loss of medcl.ops.contrastive is a few O(B) operations on these three vectors. The
-kernels (csrc/ops/cpu/contrastive.cpp, csrc/ops/cuda/contrastive.cu) tile S and keep online
+Every loss of medcl.losses.infonce and medcl.losses.ntxent is a few O(B) operations on these three vectors. The
+kernels (csrc/ops/cpu/contrastive_lse.cpp, csrc/ops/cuda/contrastive_lse.cu) tile S and keep online
 log-sum-exps, so S never exists; the backward op recomputes S tile by tile. This file holds
 the reference (the definition, the fallback and the test oracle: it materialises S), the fake
 kernels and the autograd registration, and chooses which runs (:func:`lse`).

@@ -34,7 +34,7 @@ import math
 import torch
 
 from medcl import _extension
-from medcl.ops import collectives
+from medcl import dist
 
 
 def _lse_over_ranks(m: torch.Tensor, s: torch.Tensor, distributed: bool) -> torch.Tensor:
@@ -42,8 +42,8 @@ def _lse_over_ranks(m: torch.Tensor, s: torch.Tensor, distributed: bool) -> torc
     log Σ exp over every rank's rows (this rank's alone if not distributed)."""
     finite = lambda t: torch.where(torch.isfinite(t), t, torch.zeros_like(t))   # noqa: E731  (−inf: no rows)
     if distributed:
-        M = collectives.all_reduce_max(m)
-        s = collectives.all_reduce_sum(torch.where(s > 0, s * torch.exp(finite(m) - finite(M)), s))
+        M = dist.all_reduce_max(m)
+        s = dist.all_reduce_sum(torch.where(s > 0, s * torch.exp(finite(m) - finite(M)), s))
         m = M
     return finite(m) + torch.log(s)
 
@@ -66,7 +66,7 @@ def _check(scores, eps, n_iters) -> None:
 
 
 def _global_batch(B: int, device: torch.device, dist_on: bool) -> int:
-    B_global = int(collectives.all_reduce_sum(torch.tensor(B, device=device))) if dist_on else B
+    B_global = int(dist.all_reduce_sum(torch.tensor(B, device=device))) if dist_on else B
     if B_global == 0:
         raise ValueError("sinkhorn_knopp: no sample on any rank")
     return B_global
@@ -77,7 +77,7 @@ def sinkhorn_knopp_reference(scores: torch.Tensor, eps: float, n_iters: int, dis
     """The definition: the log-domain loop of the module docstring on a (B, K) tensor, in float64
     for float64 scores and float32 otherwise (``distributed`` as in :func:`sinkhorn_knopp`)."""
     _check(scores, eps, n_iters)
-    dist_on = bool(distributed) and collectives.world_size() > 1
+    dist_on = bool(distributed) and dist.world_size() > 1
     dtype = torch.float64 if scores.dtype == torch.float64 else torch.float32
     L = scores.detach().to(dtype) / float(eps)                           # (B, K)
     B, K = L.shape
@@ -97,7 +97,7 @@ def _kernel_distributed(x: torch.Tensor, eps: float, n_iters: int, B_global: int
     m, s = torch.ops.medcl.sinkhorn_knopp_col_lse(x, eps)              # (K,), (K,) float64
     v = _lse_over_ranks(m, s, True) + log_K                             # (K,) column potentials
     for _ in range(n_iters - 1):
-        col = collectives.all_reduce_sum(torch.ops.medcl.sinkhorn_knopp_col_sums(x, eps, v))
+        col = dist.all_reduce_sum(torch.ops.medcl.sinkhorn_knopp_col_sums(x, eps, v))
         v = v + torch.log(col) + (log_K - log_B)
     return torch.ops.medcl.sinkhorn_knopp_codes(x, eps, v)
 
@@ -118,7 +118,7 @@ def sinkhorn_knopp(scores: torch.Tensor, *, eps: float = 0.05, n_iters: int = 3,
         ~B_global / K (exactly after enough rounds).
     """
     _check(scores, eps, n_iters)
-    dist_on = bool(distributed) and collectives.world_size() > 1
+    dist_on = bool(distributed) and dist.world_size() > 1
     x = scores.detach()
     if x.dtype not in (torch.float32, torch.float64):
         x = x.float()                                                    # half types: float32 codes

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from medcl.ops.collectives import all_reduce_max, gather_with_grad, world_size  # noqa: F401 (re-exported)
+from medcl.dist import all_reduce_max, gather_with_grad, world_size  # noqa: F401 (re-exported)
 
 log = logging.getLogger("medcl")
 

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from medcl.losses import ContigLoss, ContigLossConfig
-from medcl.ops import contrastive_loss
+from medcl.losses import contrastive_loss
 
 NAMES = ["snp", "prs", "burden"]
 

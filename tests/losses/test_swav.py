@@ -8,7 +8,7 @@ import torch
 
 from medcl.losses.ntxent import NTXentLoss
 from medcl.losses.swav import SwAVLoss
-from medcl.ops import ntxent_loss
+from medcl.losses import ntxent_loss
 
 
 def _codes_loop(s: torch.Tensor, eps: float, iters: int) -> torch.Tensor:

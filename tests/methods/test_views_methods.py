@@ -8,7 +8,7 @@ from medcl.losses.swav import SwAVLoss
 from medcl.methods.simclr import SimCLRConfig, SimCLRMethod
 from medcl.methods.swav import SwAVConfig, SwAVMethod
 from medcl.models import ImageEncoderConfig
-from medcl.ops import ntxent_loss
+from medcl.losses import ntxent_loss
 
 SMALL = ImageEncoderConfig(arch="resnet18", width=0.125)
 

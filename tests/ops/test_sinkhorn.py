@@ -7,7 +7,7 @@ import torch
 
 from medcl import _extension
 from medcl.ops import hungarian, sinkhorn
-from medcl.ops.sinkhorn import sinkhorn_log_reference
+from medcl.ops.sinkhorn_log import sinkhorn_log_reference
 
 needs_kernel = pytest.mark.skipif(not _extension.state().loaded, reason="medcl._C not built")
 

@@ -1,5 +1,5 @@
 // Per-element math of medcl::contrastive_lse and its backward, shared by the CPU and CUDA
-// kernels (torch-free). See csrc/ops/contrastive.cpp for the definition of the op.
+// kernels (torch-free). See csrc/ops/contrastive_lse.cpp for the definition of the op.
 #pragma once
 
 #include <cmath>

@@ -1,10 +1,10 @@
 // Schema of medcl::sinkhorn_log (the log-domain Sinkhorn operator), defined once.
-// Kernels: cpu/sinkhorn.cpp, cuda/sinkhorn.cu. Python wrapper (Gumbel noise, temperature),
-// reference, fake kernels and autograd: medcl/ops/sinkhorn.py.
+// Kernels: cpu/sinkhorn_log.cpp, cuda/sinkhorn_log.cu. Python wrapper (Gumbel noise, temperature),
+// reference, fake kernels and autograd: medcl/ops/sinkhorn_log.py.
 #include <torch/library.h>
 
 TORCH_LIBRARY_FRAGMENT(medcl, m) {
-  m.set_python_module("medcl.ops.sinkhorn");
+  m.set_python_module("medcl.ops.sinkhorn_log");
   // x (B, N, N) floating (float32 or float64), n_iters >= 1. Iteration t = 0 .. n_iters-1:
   //   r_t = logsumexp over columns of x (per row i), x <- x - r_t[:, :, None]     (rows sum to 1)
   //   c_t = logsumexp over rows of x (per column j), x <- x - c_t[:, None, :]     (columns sum to 1)

@@ -19,8 +19,8 @@
 #include <limits>
 #include <vector>
 
-#include "ops/contrastive.h"
-#include "ops/contrastive_math.h"
+#include "ops/contrastive_lse.h"
+#include "ops/contrastive_lse_math.h"
 #include "ops/cpu/vec_math.h"
 
 namespace medcl {

@@ -14,7 +14,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from medcl import _extension
 from medcl.methods.simclr import SimCLRConfig, SimCLRMethod
 from medcl.models import ImageEncoderConfig
-from medcl.ops import contrastive_loss
+from medcl.losses import contrastive_loss
 from medcl.ops.contrastive_lse import contrastive_lse_reference
 
 needs_kernel = pytest.mark.skipif(not _extension.state().loaded, reason="medcl._C not built")

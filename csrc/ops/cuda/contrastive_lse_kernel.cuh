@@ -1,6 +1,6 @@
 // CUDA kernels of medcl::contrastive_lse and its backward — raw pointers, sizes and a stream; no
-// torch headers, so `make cuda-check` compiles them with nvcc alone. Glue: contrastive.cu.
-// The op is defined in csrc/ops/contrastive.cpp; the per-element math is ops/contrastive_math.h.
+// torch headers, so `make cuda-check` compiles them with nvcc alone. Glue: contrastive_lse.cu.
+// The op is defined in csrc/ops/contrastive_lse.cpp; the per-element math is ops/contrastive_lse_math.h.
 //
 // One row-wise kernel family. A CTA owns kBM = 64 rows of X (MX, D) and walks the kBN = 64-row
 // tiles of Y (NY, D) of its split, computing S_tile (64, 64) = scale * X_tile Y_tile^T on tensor
@@ -32,7 +32,7 @@
 #include <atomic>
 #include <cstdint>
 
-#include "ops/contrastive_math.h"
+#include "ops/contrastive_lse_math.h"
 
 namespace medcl {
 namespace cuda {

@@ -1,4 +1,4 @@
-"""``medcl.ops.sinkhorn``: the log-domain Sinkhorn operator over a batch of square matrices.
+"""``medcl.ops.sinkhorn`` (op ``sinkhorn_log``): the log-domain Sinkhorn operator over a batch of square matrices.
 
 Sinkhorn normalisation (Sinkhorn, 1964) alternately rescales the rows and the columns of a
 positive matrix until it is doubly stochastic; in the log domain with temperature τ and Gumbel

@@ -1,8 +1,8 @@
 // CUDA glue of medcl::contrastive_lse and medcl::contrastive_lse_backward: checks, device guard,
 // current stream, the float workspace of the split passes, launch. Kernels:
-// contrastive_kernel.cuh. Tensor cores only: float16 and bfloat16 inputs, and float32 as TF32
+// contrastive_lse_kernel.cuh. Tensor cores only: float16 and bfloat16 inputs, and float32 as TF32
 // when torch allows TF32 matmuls; float64, float32 without TF32 and D > 1024 are refused here
-// (medcl/ops/contrastive.py routes them to its reference).
+// (medcl.ops.contrastive_lse.lse routes them to its reference).
 #include <ATen/Context.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -13,9 +13,9 @@
 #include <tuple>
 #include <type_traits>
 
-#include "ops/contrastive.h"
+#include "ops/contrastive_lse.h"
 #include "ops/cuda/device_check.h"
-#include "ops/cuda/contrastive_kernel.cuh"
+#include "ops/cuda/contrastive_lse_kernel.cuh"
 
 namespace medcl {
 namespace {
@@ -40,19 +40,19 @@ bool tf32_allowed() {
 void check_cuda_call(const char* op, const ContrastiveCall& c, bool forward) {
   const at::ScalarType t = c.a.scalar_type();
   TORCH_CHECK(t != at::kDouble, op,
-              ": float64 has no CUDA kernel (tensor cores only); call medcl.ops.contrastive, "
+              ": float64 has no CUDA kernel (tensor cores only); call medcl.ops.contrastive_lse.lse, "
               "which routes float64 to the reference implementation");
   TORCH_CHECK(t == at::kHalf || t == at::kBFloat16 || t == at::kFloat, op,
               ": the CUDA kernel takes float16, bfloat16 or float32, got ", c10::toString(t));
   TORCH_CHECK(t != at::kFloat || !forward || tf32_allowed(), op,
               ": float32 inputs run on TF32 tensor cores, and TF32 matmuls are off "
               "(torch.backends.cuda.matmul.fp32_precision is not 'tf32'); call "
-              "medcl.ops.contrastive, which routes such calls to the reference, or allow TF32 "
+              "medcl.ops.contrastive_lse.lse, which routes such calls to the reference, or allow TF32 "
               "with torch.backends.cuda.matmul.fp32_precision = 'tf32' (older torch: "
               "torch.backends.cuda.matmul.allow_tf32 = True)");
   TORCH_CHECK(c.D <= cuda::contrastive::kMaxD, op, ": the CUDA kernel takes D <= ",
               std::to_string(cuda::contrastive::kMaxD), ", got D = ", std::to_string(c.D),
-              "; call medcl.ops.contrastive, which routes larger D to the reference");
+              "; call medcl.ops.contrastive_lse.lse, which routes larger D to the reference");
   int major = 0;
   const cudaError_t err =
       cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, c.a.device().index());
@@ -86,7 +86,7 @@ at::Tensor split_workspace(const ContrastiveCall& c, int64_t floats) {
 float* workspace_ptr(at::Tensor& ws) { return ws.numel() > 0 ? ws.data_ptr<float>() : nullptr; }
 
 // a (M, D), b (N, D), keep_a (M,), keep_b (N,) -> row_lse (M,), col_lse (N,), diag (M,) in
-// stat_dtype (the kernels compute float32; float32 inputs get them as float64, see contrastive.h).
+// stat_dtype (the kernels compute float32; float32 inputs get them as float64, see contrastive_lse.h).
 std::tuple<at::Tensor, at::Tensor, at::Tensor> contrastive_lse_cuda(
     const at::Tensor& a, const at::Tensor& b, const at::Tensor& keep_a, const at::Tensor& keep_b,
     double scale, int64_t offset, bool exclude_self) {

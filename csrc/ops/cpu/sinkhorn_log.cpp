@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "ops/cpu/vec_math.h"
-#include "ops/sinkhorn.h"
+#include "ops/sinkhorn_log.h"
 
 namespace medcl {
 namespace {

@@ -1,5 +1,5 @@
 // CUDA glue of medcl::sinkhorn_log and medcl::sinkhorn_log_backward: checks, device guard,
-// current stream, launch. Kernels: sinkhorn_kernel.cuh. float32 and float64, 1 <= N <= 128.
+// current stream, launch. Kernels: sinkhorn_log_kernel.cuh. float32 and float64, 1 <= N <= 128.
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -8,8 +8,8 @@
 #include <limits>
 #include <tuple>
 
-#include "ops/cuda/sinkhorn_kernel.cuh"
-#include "ops/sinkhorn.h"
+#include "ops/cuda/sinkhorn_log_kernel.cuh"
+#include "ops/sinkhorn_log.h"
 
 namespace medcl {
 namespace {

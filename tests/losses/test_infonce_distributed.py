@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from medcl.ops import contrastive_loss, ntxent_loss
+from medcl.losses import contrastive_loss, ntxent_loss
 
-WORKER = Path(__file__).with_name("ddp_contrastive_worker.py")
+WORKER = Path(__file__).with_name("ddp_infonce_worker.py")
 
 
 @pytest.mark.parametrize("loss", ["contrastive", "ntxent"])

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from medcl.ops import contrastive_loss, contrastive_loss_reference, ntxent_loss
+from medcl.losses import contrastive_loss, contrastive_loss_reference, ntxent_loss
 
 
 def naive_loss(a, b, tau, alpha, normalize, mask_a, mask_b):

@@ -20,7 +20,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from medcl.ops import contrastive_loss
+from medcl.losses import contrastive_loss
 
 RTOL = {torch.float32: 1e-5, torch.float64: 1e-10}
 
@@ -50,7 +50,7 @@ def NTXentLoss():
 def _assert_rel(got, want, dtype, what, seed, floor):
     """max |got − want| ≤ rtol · max(max |want|, floor).
 
-    The floor is the house rule of tests/ops/test_contrastive.py (errors relative to
+    The floor is the house rule of tests/losses/test_infonce.py (errors relative to
     max(|want|, 1)): a loss near 0 is cancellation-bound (lse − positive, each of order 1/τ,
     exact only to ~ε/τ). Gradients get floor 1/(rows in the mean): each row's term enters
     the loss with that weight.
@@ -194,7 +194,7 @@ def test_fp32_gradient_error_at_clip_max_logit_scale(gen, ClipLoss):
 @pytest.mark.parametrize("N,D", [(1, 4), (2, 3), (3, 7), (17, 5), (64, 33), (127, 128)])
 @pytest.mark.parametrize("tau", [0.5, "random"])
 def test_ntxent_loss_equals_pytorch_metric_learning(gen, NTXentLoss, dtype, N, D, tau):
-    from medcl.ops import ntxent_loss
+    from medcl.losses import ntxent_loss
 
     seed = gen.initial_seed()
     if tau == "random":

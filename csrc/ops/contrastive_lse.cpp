@@ -1,7 +1,7 @@
 // Schemas of the fused contrastive-loss statistics, defined once.
-// Kernels: cpu/contrastive.cpp, cuda/contrastive.cu. Python wrapper, reference, fake kernels and
+// Kernels: cpu/contrastive_lse.cpp, cuda/contrastive_lse.cu. Python wrapper, reference, fake kernels and
 // autograd: medcl/ops/contrastive_lse.py; the losses contrastive_loss and ntxent_loss are built
-// from these statistics in medcl/ops/contrastive.py.
+// from these statistics in medcl/losses/infonce.py and medcl/losses/ntxent.py.
 #include <torch/library.h>
 
 TORCH_LIBRARY_FRAGMENT(medcl, m) {

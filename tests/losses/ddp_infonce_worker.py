@@ -1,4 +1,4 @@
-"""One rank of the 2-process loss check: python ddp_contrastive_worker.py RANK WORLD TMPDIR.
+"""One rank of the 2-process loss check: python ddp_infonce_worker.py RANK WORLD TMPDIR.
 
 Reads TMPDIR/inputs.pt (the global batch, each rank's row range and the loss: "contrastive" or
 "ntxent"), runs contrastive_loss or ntxent_loss with distributed=True on this rank's rows,
@@ -17,7 +17,7 @@ from medcl.train.distributed import shutdown
 def main(rank: int, world: int, tmp: str) -> None:
     import torch.distributed as dist
 
-    from medcl.ops import contrastive_loss, ntxent_loss
+    from medcl.losses import contrastive_loss, ntxent_loss
     dist.init_process_group("gloo", init_method=f"file://{tmp}/store", rank=rank, world_size=world)
     torch.set_num_threads(1)
     full = torch.load(f"{tmp}/inputs.pt", weights_only=True)

@@ -1,6 +1,6 @@
 // CUDA kernels of medcl::sinkhorn_log and medcl::sinkhorn_log_backward — raw pointers, sizes
 // and a stream; no torch headers, so `make cuda-check` compiles them with nvcc alone.
-// Glue: sinkhorn.cu. The op is defined in csrc/ops/sinkhorn.cpp.
+// Glue: sinkhorn_log.cu. The op is defined in csrc/ops/sinkhorn_log.cpp.
 //
 // Two layouts; both run the whole iteration loop, forward or backward, in one launch and walk
 // the batch with a grid stride (64-bit matrix indices). Every phase ends with a __syncthreads that
