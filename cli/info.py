@@ -23,7 +23,7 @@ def collect(device: str) -> dict:
 
     import medcl
     from medcl import _extension
-    from medcl.io.dicom import codec_status
+    from medcl.io.dicom_codecs import codec_status
 
     dev = resolve_device(device)
     ext = _extension.state()

@@ -96,13 +96,13 @@ def list_manifest(path: Path) -> Listing:
     """Every file the manifest's path columns list; key = the path value as written (normalised)."""
     import pandas as pd
 
-    from medcl.io.tables import _default_path_columns, _read_frame, read_manifest
+    from medcl.io.tables import default_path_columns, read_manifest, read_manifest_raw
 
     frame = read_manifest(path, check_files=False)  # validates columns, IDs, splits
-    raw = _read_frame(path, None)
+    raw = read_manifest_raw(path)
     raw.columns = [str(c) for c in raw.columns]
     found = {}
-    for col in _default_path_columns(list(frame.columns)):
+    for col in default_path_columns(list(frame.columns)):
         for value, file in zip(raw[col], frame[col]):
             if not pd.isna(file):
                 found.setdefault(S.dataset_key(value), file)
@@ -248,9 +248,9 @@ def _frame_counts(paths) -> dict:
 def _expanded(listing: Listing, frames: dict):
     """A manifest source's rows, each multi-frame file's row repeated per frame (frame column
     added), or None when nothing needs it (no such file, or a frame column already there)."""
-    from medcl.io.tables import _read_frame
+    from medcl.io.tables import read_manifest_raw
 
-    raw = _read_frame(listing.path, None)
+    raw = read_manifest_raw(listing.path)
     raw.columns = [str(c) for c in raw.columns]
     if "frame" in raw.columns:
         return None if listing.path.suffix.lower() == ".csv" else raw

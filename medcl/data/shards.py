@@ -173,7 +173,7 @@ class ShardSource:
         offset = int(cols[f"{prefix}_offset"][i])
         if offset < 0:
             return None
-        from medcl.io.dicom import Lut
+        from medcl.io.dicom_header import Lut
 
         data = np.frombuffer(self._pread(shard, offset, int(cols[f"{prefix}_length"][i])), dtype=LUT_DTYPE)
         return Lut(data=data.astype(np.uint32), first_mapped=int(cols[f"{prefix}_first"][i]),

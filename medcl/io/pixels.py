@@ -22,8 +22,9 @@ import numpy as np
 import torch
 
 from medcl.errors import DicomError
-from medcl.io import _dicom_header as H
-from medcl.io.dicom import Lut, _check_grayscale, _lut, _read_dataset, _stored_pixels, apply_luts
+from medcl.io import dicom_header as H
+from medcl.io.dicom_codecs import encapsulated_frames, stored_pixels
+from medcl.io.dicom_header import Lut, apply_luts, check_grayscale, read_dataset, read_lut
 from medcl.ops.decode_pixels import ENCODINGS, FUNCTIONS, REASONS, decode_pixels
 
 __all__ = ["ENCODINGS", "RawImage", "read_raw", "raw_from_dataset", "pack_raw", "decode_packed", "decode_raw",
@@ -59,7 +60,7 @@ def read_raw(path: str | os.PathLike) -> list[RawImage]:
     path = Path(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pydicom warnings can quote header values
-        ds = _read_dataset(path)
+        ds = read_dataset(path)
     return raw_from_dataset(ds, path)
 
 
@@ -68,12 +69,12 @@ def raw_from_dataset(ds, path: str | os.PathLike) -> list[RawImage]:
     path = Path(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        _check_grayscale(ds, path)
+        check_grayscale(ds, path)
         g = H.geometry(ds, path)
         tsyntax = H.transfer_syntax(ds, path)
         pixel_data = H.pixel_bytes(ds, path)
         H.check_size(g, len(pixel_data), tsyntax, path)          # before anything is allocated
-        mlut, vlut = _lut("ModalityLUTSequence", ds, path), _lut("VOILUTSequence", ds, path)
+        mlut, vlut = read_lut("ModalityLUTSequence", ds, path), read_lut("VOILUTSequence", ds, path)
         window = H.window(ds, path) if vlut is None else None
         slope, intercept = H.rescale(ds, path, g) if mlut is None else (1.0, 0.0)
         common = dict(rows=g.rows, columns=g.columns, slope=slope, intercept=intercept, window=window,
@@ -82,7 +83,7 @@ def raw_from_dataset(ds, path: str | os.PathLike) -> list[RawImage]:
         if tsyntax is not None and g.bits_allocated in (8, 16, 32):
             if tsyntax == H.RLE_LOSSLESS:
                 return [RawImage(data=f, encoding=ENCODINGS["rle"], **layout, **common)
-                        for f in H.encapsulated_frames(ds, pixel_data, g.frames, path, "RLE")]
+                        for f in encapsulated_frames(ds, pixel_data, g.frames, path, "RLE")]
             big_ow8 = (g.bits_allocated == 8 and not tsyntax.is_little_endian
                        and H.element(ds, "PixelData", path).VR == "OW")
             if not tsyntax.is_encapsulated and not big_ow8:
@@ -90,11 +91,11 @@ def raw_from_dataset(ds, path: str | os.PathLike) -> list[RawImage]:
                 return [RawImage(data=f, encoding=enc, **layout, **common)
                         for f in _native_frames(pixel_data, g.rows * g.columns * g.bits_allocated // 8, g.frames)]
         # JPEG family, 1-bit, 8-bit big-endian OW, no transfer syntax: pydicom decodes (stored values).
-        return _decoded_frames(_stored_pixels(ds, path), path, common)
+        return _decoded_frames(stored_pixels(ds, path), path, common)
 
 
 def _native_frames(pixel_data: bytes, frame_bytes: int, nf: int) -> list[bytes]:
-    """The frames' bytes (_check_size has checked that the data holds them all)."""
+    """The frames' bytes (H.check_size has checked that the data holds them all)."""
     if nf == 1 and len(pixel_data) == frame_bytes:
         return [bytes(pixel_data)]
     view = memoryview(pixel_data)

@@ -112,7 +112,8 @@ def _check_split(df: pd.DataFrame, path: Path, error) -> None:
 
 # ---------------------------------------------------------------- manifest
 
-def _default_path_columns(columns: Sequence[str]) -> list[str]:
+def default_path_columns(columns: Sequence[str]) -> list[str]:
+    """A manifest's path columns unless named: ``path`` plus every column ending in ``_path``."""
     return ["path"] + [c for c in columns if c.endswith("_path") and c != "path"]
 
 
@@ -153,7 +154,9 @@ def _check_frames(df: pd.DataFrame, columns: Sequence[str], path: Path) -> None:
         df[col] = pd.Series(values, index=df.index, dtype=object)
 
 
-def _read_frame(path: Path, path_columns: Sequence[str] | None) -> pd.DataFrame:
+def read_manifest_raw(path: Path, path_columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """A manifest file's rows as written: no checks, paths not resolved (CSV/TSV: the ID, view,
+    split, path and frame columns read as text; :func:`read_manifest` checks and resolves them)."""
     ext = path.suffix.lower()
     if ext in (".parquet", ".pq"):
         try:
@@ -164,7 +167,7 @@ def _read_frame(path: Path, path_columns: Sequence[str] | None) -> pd.DataFrame:
                                     "ImportError means pyarrow does not fit the installed numpy") from None
     if ext in (".csv", ".tsv", ".txt", ".tab"):
         def text_columns(header):
-            paths = _default_path_columns(header) if path_columns is None else list(path_columns)
+            paths = default_path_columns(header) if path_columns is None else list(path_columns)
             return [c for c in KEYS + ["view", "split"] + paths + _frame_columns(paths) if c in header]
         return _read_text(path, ManifestError, text_columns)
     raise ManifestError(f"unknown manifest type {ext or '(no extension)'}", path=path,
@@ -197,11 +200,11 @@ def read_manifest(path, *, path_columns: Sequence[str] | None = None, check_file
         raise ManifestError("no such manifest" if not path.exists() else "is not a file", path=path,
                             fix="pass a manifest (FID,IID,path; .csv, .tsv or .parquet); `medcl manifest FOLDER "
                                 "--out manifest.csv` writes one for a folder of DICOM files")
-    df = _read_frame(path, path_columns)
+    df = read_manifest_raw(path, path_columns)
     columns = [str(c) for c in df.columns]
     df.columns = columns
     if path_columns is None:
-        path_columns = _default_path_columns(columns)
+        path_columns = default_path_columns(columns)
     required = list(dict.fromkeys(KEYS + ["path"] + list(path_columns)))
     missing = [c for c in required if c not in columns]
     if missing:

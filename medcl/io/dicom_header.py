@@ -1,21 +1,24 @@
-"""Reading the DICOM header values medcl uses, so that a bad value is a DicomError and nothing else.
+"""The DICOM header medcl reads, so that a bad value is a DicomError and nothing else; and what
+the header says to do with the stored values (table LUTs, rescale, window: :func:`apply_luts`).
 
 pydicom parses an element's value only when it is first read, so a malformed value raises
 (ValueError, NotImplementedError for an unknown VR, struct.error, ...) long after ``dcmread``.
 Every element medcl reads goes through :func:`element`, which guards that one pydicom call and
 names the element (never its value). The other functions check what medcl relies on: a bit
-layout that adds up, finite rescale and window values, a transfer syntax DICOM defines, and a
-declared size the Pixel Data can hold (:func:`check_size`, before anything is allocated), and,
-for JPEG-family pixel data, a size in each frame's own codestream header that matches the
-DICOM header (:func:`check_codestreams`: a flipped bit there would have a decoder plugin
-allocate gigabytes before failing).
+layout that adds up, finite rescale and window values, a transfer syntax DICOM defines, a
+grayscale image, well-formed LUT tables, and a declared size the Pixel Data can hold
+(:func:`check_size`, before anything is allocated). The pixel data itself is read in
+:mod:`medcl.io.dicom_codecs` (pydicom and its plugins) or :mod:`medcl.io.pixels` (raw frames);
+both, and :mod:`medcl.io.dicom`'s ``read_image``, build on this module and on nothing else in io.
 """
 from __future__ import annotations
 
 import math
-import struct
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
+import torch
 
 from medcl.errors import DicomError
 
@@ -165,77 +168,126 @@ def window(ds, path: Path):
     return center, width, function.lower()
 
 
-def encapsulated_frames(ds, pixel_data: bytes, nf: int, path: Path, what: str) -> list[bytes]:
-    """The ``nf`` frames of encapsulated Pixel Data (the Extended Offset Table when present)."""
-    from pydicom.encaps import generate_frames
+def read_dataset(path: Path):
+    """pydicom's Dataset of ``path`` (header parsed, pixel data not decoded); a DicomError for a
+    missing, empty or unreadable file, never another exception."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
 
-    eot, lengths = get(ds, "ExtendedOffsetTable", path), get(ds, "ExtendedOffsetTableLengths", path)
-    extended = (eot, lengths) if eot is not None and lengths is not None else None
+    if not path.exists():
+        raise DicomError("no such file", path=path, fix="check the path or the manifest")
+    if path.is_dir():
+        raise DicomError("is a directory, not a DICOM file", path=path)
+    if path.stat().st_size == 0:
+        raise DicomError("empty file", path=path, fix="re-export or remove it")
     try:
-        frames = []
-        for frame in generate_frames(pixel_data, number_of_frames=nf, extended_offsets=extended):
-            frames.append(bytes(frame))
-            if len(frames) == nf:
-                break
-    except Exception as exc:  # noqa: BLE001 - malformed encapsulation in any way; only pydicom's generator
-        raise DicomError(f"cannot read the encapsulated {what} pixel data ({type(exc).__name__})", path=path,
-                         fix=CORRUPT) from exc
-    if len(frames) != nf:
-        raise DicomError(f"{what} pixel data holds {len(frames)} frame(s), Number of Frames says {nf}", path=path)
-    return frames
+        try:
+            return pydicom.dcmread(path)
+        except InvalidDicomError:
+            # No preamble/'DICM' (legal for old files): accept only if it parses to an image.
+            ds = pydicom.dcmread(path, force=True)
+            if "PixelData" not in ds or "Rows" not in ds:
+                raise DicomError("not a DICOM file", path=path,
+                                 fix="remove it, or check that it is DICOM (PS3.10)") from None
+            return ds
+    except DicomError:
+        raise
+    except Exception as exc:  # pydicom raises many types on garbage; never echo their text
+        raise DicomError(f"not a readable DICOM file ({type(exc).__name__})", path=path, fix=CORRUPT) from exc
 
 
-# Start-of-frame markers of JPEG (ISO 10918: baseline, extended, progressive, lossless, arithmetic)
-# and JPEG-LS (SOF55, 0xF7); 0xC4 (DHT), 0xC8 (JPG) and 0xCC (DAC) share the range but are not frames.
-_JPEG_SOF = {m for m in range(0xC0, 0xD0) if m not in (0xC4, 0xC8, 0xCC)} | {0xF7}
-_J2K_SIZ = b"\xff\x4f\xff\x51"   # SOC then SIZ: the first bytes of a JPEG 2000 codestream
-_J2K_SEARCH = 1 << 16             # a JP2 wrapper's boxes come first; the codestream starts within this
+def check_grayscale(ds, path: Path) -> None:
+    """DicomError unless ds holds integer pixel data of a MONOCHROME1/2 single-sample image."""
+    if "PixelData" not in ds:
+        if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
+            raise DicomError("float pixel data is not supported (stored integer values are)", path=path)
+        raise DicomError("has no pixel data", path=path, fix="it is not an image (e.g. a report or "
+                         "structured set); remove it from the image list")
+    spp = int_value(ds, "SamplesPerPixel", path, 1)
+    interpretation = photometric(ds, path)
+    if spp != 1 or interpretation not in ("MONOCHROME1", "MONOCHROME2"):
+        shown = interpretation if interpretation in PHOTOMETRIC else "an unknown Photometric Interpretation"
+        raise DicomError(f"not a grayscale image ({shown}, {spp} samples per pixel)", path=path,
+                         fix="read_image handles MONOCHROME1/MONOCHROME2 images")
 
 
-def codestream_size(frame: bytes) -> tuple[int, int, int] | None:
-    """(rows, columns, components) that a JPEG, JPEG-LS or JPEG 2000 codestream declares in its
-    own header; rows 0 for a JPEG whose height comes later (DNL); None when no such header is
-    found (another encoding, or one too damaged to say)."""
-    try:
-        if frame[:2] == b"\xff\xd8":                              # JPEG / JPEG-LS: walk the marker segments
-            i = 2
-            while i + 4 <= len(frame):
-                if frame[i] != 0xFF:
-                    return None
-                marker = frame[i + 1]
-                if marker == 0xFF:                                  # fill byte
-                    i += 1
-                    continue
-                if marker in _JPEG_SOF:
-                    _, rows, cols, comps = struct.unpack(">BHHB", frame[i + 4:i + 10])
-                    return rows, cols, comps
-                if marker == 0xDA or marker == 0xD9:                # scan data or the end before any frame header
-                    return None
-                if 0xD0 <= marker <= 0xD8 or marker == 0x01:        # markers without a length
-                    i += 2
-                    continue
-                i += 2 + struct.unpack(">H", frame[i + 2:i + 4])[0]
-            return None
-        at = frame.find(_J2K_SIZ, 0, _J2K_SEARCH)
-        if at >= 0:                                                 # SIZ: Lsiz Rsiz Xsiz Ysiz XOsiz YOsiz … Csiz
-            x, y, x0, y0 = struct.unpack(">IIII", frame[at + 8:at + 24])
-            comps = struct.unpack(">H", frame[at + 40:at + 42])[0]
-            return y - y0, x - x0, comps
-    except struct.error:                                            # the header is cut short
+@dataclass(frozen=True)
+class Lut:
+    """A DICOM table LUT: output = data[clip(x - first_mapped, 0, len - 1)]."""
+    data: np.ndarray       # (n_entries,) unsigned output values
+    first_mapped: int      # the input value mapped to data[0]
+    bits: int              # nominal output depth; the output range is 0 .. 2**bits - 1
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        table = torch.from_numpy(self.data.astype(np.int64)).to(x.device)
+        if x.dtype == torch.uint16:  # torch has no uint16 comparisons on CPU
+            x = x.to(torch.int64)
+        # Integer input values, as PS3.3 C.11.1.1 / C.11.2.1.1 define (fractions truncate).
+        idx = torch.where(x >= self.first_mapped, (x - self.first_mapped).to(torch.int64), 0)
+        return table[idx.clamp_(0, table.numel() - 1)]
+
+
+def read_lut(keyword: str, ds, path: Path) -> Lut | None:
+    """The first item of a Modality/VOI LUT Sequence → Lut (None when the file has none)."""
+    from pydicom.multival import MultiValue
+    from pydicom.sequence import Sequence
+
+    seq = get(ds, keyword, path)
+    if seq is None or isinstance(seq, Sequence) and len(seq) == 0:
         return None
-    return None
+    if not isinstance(seq, Sequence):
+        raise DicomError(f"malformed {keyword} element (not a sequence)", path=path, fix=CORRUPT)
+    item = seq[0]
+    desc = get(item, "LUTDescriptor", path)
+    try:
+        n, first, bits = (int(v) for v in desc)
+    except (TypeError, ValueError):
+        raise DicomError(f"malformed LUT Descriptor in the {keyword}", path=path) from None
+    if not 1 <= bits <= 16:
+        raise DicomError(f"LUT Descriptor in the {keyword} gives {bits} bits (1 to 16 allowed)", path=path)
+    n = n or 65536
+    elem = element(item, "LUTData", path)
+    if elem is None or elem.value is None:
+        raise DicomError(f"the {keyword} has no LUT Data", path=path)
+    if isinstance(elem.value, (bytes, bytearray)):  # OW
+        little = getattr(ds, "original_encoding", (None, True))[1] is not False
+        raw = bytes(elem.value)
+        data = np.frombuffer(raw[:len(raw) // 2 * 2], dtype="<u2" if little else ">u2")
+    else:  # US / SS values
+        data = np.asarray(list(elem.value) if isinstance(elem.value, (MultiValue, list, tuple)) else [elem.value])
+    if not np.issubdtype(data.dtype, np.integer):
+        raise DicomError(f"malformed LUT Data in the {keyword}", path=path, fix=CORRUPT)
+    if data.size < n:
+        raise DicomError(f"LUT Data has {data.size} entries, the descriptor says {n}", path=path)
+    return Lut(data=data[:n].astype(np.uint32), first_mapped=first, bits=bits)
 
 
-def check_codestreams(ds, pixel_data: bytes, g: Geometry, samples: int, path: Path) -> None:
-    """DicomError when a frame's JPEG-family codestream declares another size (or number of
-    components) than the DICOM header: decoders allocate what the codestream says, so a damaged
-    header there could ask for gigabytes. Frames without a recognisable header are left to the
-    decoder."""
-    for k, frame in enumerate(encapsulated_frames(ds, pixel_data, g.frames, path, "compressed")):
-        size = codestream_size(frame)
-        if size is None:
-            continue
-        rows, cols, comps = size
-        if cols != g.columns or rows not in (0, g.rows) or comps != samples:
-            raise DicomError(f"frame {k}'s compressed data declares {rows} x {cols} with {comps} component(s), "
-                             f"the header {g.rows} x {g.columns} with {samples}", path=path, fix=CORRUPT)
+def apply_luts(x: torch.Tensor, *, slope: float = 1.0, intercept: float = 0.0, modality_lut: Lut | None = None,
+               voi_lut: Lut | None = None, window: tuple | None = None, invert: bool = False,
+               voi: bool = True) -> torch.Tensor:
+    """Integer stored values (F, H, W) → float32 through the intensity pipeline of
+    :func:`medcl.io.dicom.read_image`:
+    the modality LUT table (else rescale slope/intercept), then, with ``voi``, the VOI LUT table
+    (scaled by its 2**bits - 1), else ``window`` (center, width, function), else LINEAR_EXACT over
+    the values' own min..max; ``invert`` after windowing. The rescale and window run in the
+    ``intensity`` op; table lookups in torch."""
+    from medcl.ops import intensity
+
+    if modality_lut is not None:
+        x = modality_lut.apply(x)                                    # integer modality values
+        slope, intercept = 1.0, 0.0
+    if not voi:
+        return intensity(x, slope=slope, intercept=intercept, function="none")
+    if voi_lut is not None:
+        values = intensity(x, slope=slope, intercept=intercept, function="none", dtype=torch.float64)
+        out = (voi_lut.apply(values).to(torch.float64) / float(2 ** voi_lut.bits - 1)).to(torch.float32)
+        return 1.0 - out if invert else out
+    if window is None:  # no VOI in the file: window over the values' own range
+        lo_hi = torch.aminmax(x.to(torch.int64) if x.dtype == torch.uint16 else x)
+        lo = float(lo_hi.min) * slope + intercept
+        hi = float(lo_hi.max) * slope + intercept
+        lo, hi = min(lo, hi), max(lo, hi)
+        window = ((lo + hi) / 2.0, max(hi - lo, 1e-6), "linear_exact")
+    center, width, function = window
+    return intensity(x, slope=slope, intercept=intercept, center=center, width=width, function=function,
+                     invert=invert)
