@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from medcl.data.frames import check_frame
 from medcl.errors import DicomError, MedclError
 
 FORMAT, VERSION = "medcl-dataset", 1
@@ -182,7 +183,6 @@ class ShardSource:
     def read(self, path, frame: int | None = None):
         """The RawImage of ``frame`` of ``path`` (None: a single-frame file's frame), reading only
         that record's bytes."""
-        from medcl.data.sources import check_frame
         from medcl.io.pixels import RawImage
 
         start, count = self._locate(path)

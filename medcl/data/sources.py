@@ -27,28 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
-from medcl.errors import DicomError, ManifestError
+from medcl.data.frames import check_frame
+from medcl.errors import ManifestError
 
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 MANIFEST_SUFFIXES = (".csv", ".tsv", ".txt", ".tab", ".parquet", ".pq")
 MAKE_ONE = ("pass a manifest (FID,IID,path; .csv, .tsv or .parquet), a prepared dataset folder or its "
             "manifest.csv; from a folder of DICOM files make one with `medcl manifest FOLDER --out "
             "manifest.csv` or `medcl prepare FOLDER --out DATASET`")
-
-
-def check_frame(count: int, frame, path) -> int:
-    """The frame to read of a file with ``count`` frames: ``frame``, or for None the only one
-    (a DicomError for a multi-frame file, or a frame that does not exist)."""
-    if frame is None:
-        if count != 1:
-            raise DicomError(f"has {count} frames and its manifest row names none", path=path,
-                             fix=f"add a frame column (0 to {count - 1}), one row per frame; "
-                                 "medcl manifest and medcl prepare write it")
-        return 0
-    if not 0 <= int(frame) < count:
-        raise DicomError(f"has {count} frame(s); frame {int(frame)} does not exist", path=path,
-                         fix="frame numbers start at 0")
-    return int(frame)
 
 
 class FileSource:
