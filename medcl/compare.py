@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from medcl.finetune import BASELINES, pixel_side
+from medcl.downstream.config import BASELINES, pixel_side
 
 log = logging.getLogger("medcl")
 
@@ -84,7 +84,7 @@ def _pretrain(run: Run, root: Path, out: Path, epochs_scale: float, device: str)
 
 def _probe(weights: Path, root: Path, out: Path, target: str, task: str, repeats: int, baseline: bool,
            device: str) -> dict:
-    from medcl.finetune import FinetuneConfig, run_finetune
+    from medcl.downstream.run import FinetuneConfig, run_finetune
 
     path = out / "metrics.json"
     wanted = list(BASELINES) if baseline else []

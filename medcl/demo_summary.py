@@ -14,7 +14,7 @@ import math
 import sys
 from pathlib import Path
 
-from medcl.finetune_report import LABELS, NAMES, num
+from medcl.downstream.report import LABELS, NAMES, num
 from medcl.train.curves import epoch_rows, read_metrics
 from medcl.train.summary import comments, epoch_line
 

@@ -1,4 +1,5 @@
-"""The target of ``medcl finetune``: which task its column holds, its classes, and who has a label.
+"""The target of ``medcl finetune``: which task its column holds, its classes, who has a label,
+and the seeded subsets of labelled training people.
 
 Task inference (``--task`` not given), over the column's non-missing values:
   text (class names), 2 distinct values             binary (positive class: the second in sorted order)
@@ -6,9 +7,9 @@ Task inference (``--task`` not given), over the column's non-missing values:
   text with 3 or more distinct values                multiclass
   whole numbers >= 0 with 3..10 distinct values      multiclass (``--task ordinal`` to score them as grades)
   anything else numeric                              regression
-An explicit ``--task`` must fit the column: binary needs exactly 2 values; multiclass needs
-class names or whole numbers; ordinal needs whole numbers; regression needs numbers. Class
-values are coded 0..K-1 in sorted order.
+An explicit ``--task`` must fit the column (the task's ``fits``: binary needs exactly 2 values;
+multiclass needs class names or whole numbers; ordinal needs whole numbers; regression needs
+numbers) and codes it (the task's ``code``: class values 0..K-1 in sorted order).
 """
 from __future__ import annotations
 
@@ -19,24 +20,21 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from medcl.downstream.tasks import get_task
+from medcl.downstream.tasks.base import whole_numbers
 from medcl.errors import ConfigError, TableError
 
 log = logging.getLogger("medcl")
 
-TASKS = ("binary", "multiclass", "ordinal", "regression")
 MAX_INFERRED_CLASSES = 10    # whole numbers with more distinct values than this are a regression target
 
 
 @dataclass
 class Target:
-    task: str                # binary | multiclass | ordinal | regression
+    task: str                # a registered task (medcl.downstream.tasks)
     inferred: str            # the task the column looks like
     classes: list | None     # class values in code order (0..K-1); None for regression
     y_person: np.ndarray     # (N_people,) float64: class code or value; NaN where unlabelled
-
-
-def _whole(values: np.ndarray) -> bool:
-    return bool(np.all(np.isfinite(values)) and np.all(values == np.round(values)))
 
 
 def describe_column(values: pd.Series) -> str:
@@ -45,7 +43,7 @@ def describe_column(values: pd.Series) -> str:
     distinct = pd.unique(v)
     if v.dtype == object:
         return f"{len(distinct)} distinct text values"
-    if _whole(v.to_numpy(np.float64)):
+    if whole_numbers(v.to_numpy(np.float64)):
         if len(distinct) <= MAX_INFERRED_CLASSES:
             return f"{len(distinct)} distinct whole numbers ({', '.join(_fmt(x) for x in sorted(distinct))})"
         return f"{len(distinct)} distinct whole numbers from {_fmt(v.min())} to {_fmt(v.max())}"
@@ -65,21 +63,9 @@ def infer_task(values: pd.Series) -> str:
     if v.dtype == object:
         return "multiclass"
     x = v.to_numpy(np.float64)
-    if _whole(x) and x.min() >= 0 and n <= MAX_INFERRED_CLASSES:
+    if whole_numbers(x) and x.min() >= 0 and n <= MAX_INFERRED_CLASSES:
         return "multiclass"
     return "regression"
-
-
-def _fits(task: str, values: pd.Series) -> bool:
-    v = values.dropna()
-    text = v.dtype == object
-    if task == "binary":
-        return len(pd.unique(v)) == 2
-    if task == "multiclass":
-        return text or _whole(v.to_numpy(np.float64))
-    if task == "ordinal":
-        return not text and _whole(v.to_numpy(np.float64))
-    return not text
 
 
 def resolve_target(labels: pd.DataFrame, column: str, task: str | None, path) -> Target:
@@ -97,18 +83,12 @@ def resolve_target(labels: pd.DataFrame, column: str, task: str | None, path) ->
     if task is None:
         task = inferred
         log.info("task: %s (inferred from column %s: %s; --task to choose)", task, column, describe_column(values))
-    elif task not in TASKS:
-        raise ConfigError(f"unknown task {task!r}", fix=f"use one of {', '.join(TASKS)}")
-    elif not _fits(task, values):
+    elif not get_task(task).fits(values):                 # an unknown task: ConfigError naming the tasks
         raise ConfigError(f"--task {task} does not fit column {column!r}: it holds {describe_column(values)}, "
                           f"so it looks like a {inferred} target", path=path,
                           fix=f"leave out --task to use {inferred}, or pick another --task or --target")
-    if task == "regression":
-        return Target(task, inferred, None, values.to_numpy(np.float64, na_value=np.nan))
-    classes = sorted(pd.unique(v).tolist())
-    code = {c: float(i) for i, c in enumerate(classes)}
-    y = np.array([np.nan if pd.isna(x) else code[x] for x in values], dtype=np.float64)
-    return Target(task, inferred, [_fmt(c) for c in classes], y)
+    classes, y = get_task(task).code(values)
+    return Target(task, inferred, None if classes is None else [_fmt(c) for c in classes], y)
 
 
 def id_shape(value: str) -> str:
@@ -162,7 +142,7 @@ def split_people(cohort, y_person: np.ndarray, task: str, path) -> dict:
     if c["train"]["people"] < 2:
         problems.append(f"the train split has {_people(c['train']['people'])} (at least 2 are needed)")
     elif c["train"]["distinct"] < 2:
-        what = "value" if task == "regression" else "class"
+        what = get_task(task).label_word
         problems.append(f"every labelled person in the train split has the same {what}")
     for split in ("val", "test"):
         if c[split]["people"] == 0:
@@ -183,7 +163,42 @@ def undefined_metrics(task: str, metrics, split: str, people: int, distinct: int
         return {m: f"the {split} split has {_people(people)}" for m in metrics}
     if distinct >= 2:
         return {}
-    if task == "regression":
-        return {"r2": f"every labelled person in the {split} split has the same value (R² divides by its variance)"}
-    why = f"every labelled person in the {split} split has the same class"
-    return {m: why for m in metrics if m in ("auc", "macro_auc", "qwk")}
+    t = get_task(task)
+    return {m: t.one_label_why.format(split=split) for m in metrics if m in t.one_label_undefined}
+
+
+def labelled(rows: np.ndarray, cohort, y_person: np.ndarray):
+    """(ok, person, y) of image ``rows``: whether the image's person has a label, the person's
+    row in cohort.people and the label (NaN where none)."""
+    person = cohort.images["person"].to_numpy()[rows]
+    y = y_person[person]
+    ok = ~np.isnan(y)
+    return ok, person, y
+
+
+def subsample_size(n: int, fraction: float) -> int:
+    """How many of ``n`` training individuals keep their labels at ``fraction`` (at least 2)."""
+    return min(n, max(2, int(round(fraction * n))))
+
+
+def subsample_people(people: np.ndarray, y_person: np.ndarray, fraction: float, task: str, seed: int) -> np.ndarray:
+    """A seeded subset of training individuals; a task with classes keeps >= 1 of each class (>= 2 people)."""
+    rng = np.random.default_rng(seed)
+    k = subsample_size(len(people), fraction)
+    if k >= len(people):
+        return people
+    if not get_task(task).stratified:
+        return np.sort(rng.choice(people, size=k, replace=False))
+    chosen = [rng.choice(people[y_person == c]) for c in np.unique(y_person)]  # one per class first
+    rest = np.setdiff1d(people, chosen)
+    extra = rng.choice(rest, size=max(k - len(chosen), 0), replace=False)
+    return np.sort(np.concatenate([chosen, extra]))
+
+
+def training_people(rows: np.ndarray, cohort, y_person: np.ndarray, fraction: float, task: str, seed: int):
+    """(chosen people, ok) for the training image ``rows``: the seeded subset of their labelled
+    people at ``fraction``, and which rows belong to one of them."""
+    ok, person, _ = labelled(rows, cohort, y_person)
+    people = np.unique(person[ok])
+    chosen = subsample_people(people, y_person[people], fraction, task, seed)
+    return chosen, ok & np.isin(person, chosen)

@@ -1,11 +1,12 @@
-"""medcl.finetune: metrics per task, label subsampling, table formatting."""
+"""medcl.downstream: metrics per task, label subsampling, table formatting."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from medcl.finetune import scores, subsample_people, summarize
-from medcl.finetune_report import format_table
+from medcl.downstream.labels import subsample_people
+from medcl.downstream.metrics import scores, summarize
+from medcl.downstream.report import format_table
 
 
 def test_scores_per_task():
@@ -57,7 +58,7 @@ def _labels(values, fid="FAM", iid="ID"):
     (["a", "b", "c", "a"], "multiclass"), ([0, 1, 2, 2, 1, 0], "multiclass"),
     ([0.31, 0.52, 0.47, 0.55], "regression"), (list(range(40)), "regression"), ([-1, 0, 1, 3], "regression")])
 def test_task_is_inferred_from_the_column(values, task):
-    from medcl.finetune_labels import resolve_target
+    from medcl.downstream.labels import resolve_target
     t = resolve_target(_labels(values).astype({"y": object if isinstance(values[0], str) else float}), "y", None,
                        "labels.csv")
     assert t.task == task
@@ -72,7 +73,7 @@ def test_task_is_inferred_from_the_column(values, task):
     (["a", "b", "c"], "regression", "multiclass")])
 def test_a_task_that_does_not_fit_the_column_is_refused(values, task, looks):
     from medcl.errors import ConfigError
-    from medcl.finetune_labels import resolve_target
+    from medcl.downstream.labels import resolve_target
     frame = _labels(values).astype({"y": object if isinstance(values[0], str) else float})
     with pytest.raises(ConfigError) as err:
         resolve_target(frame, "y", task, "labels.csv")
@@ -83,7 +84,7 @@ def test_a_task_that_does_not_fit_the_column_is_refused(values, task, looks):
 def test_labels_matching_nobody_say_how_ids_look_without_showing_them():
     import pandas as pd
     from medcl.errors import TableError
-    from medcl.finetune_labels import match_labels
+    from medcl.downstream.labels import match_labels
     people = _labels([0] * 5)[["FID", "IID"]]
     labels = _labels([0, 1, 0, 1, 1], iid="P")
     with pytest.raises(TableError) as err:
@@ -118,7 +119,7 @@ def test_undefined_metrics_are_nan_not_zero():
     assert np.isnan(s["auc"]) and s["accuracy"] == 1.0
     assert np.isnan(scores("regression", np.array([2.0, 2.0]), np.array([1.0, 3.0]), None)["r2"])
     assert np.isnan(scores("ordinal", np.array([2, 2]), np.array([1, 2]), None)["qwk"])
-    from medcl.finetune_labels import undefined_metrics
+    from medcl.downstream.labels import undefined_metrics
     assert set(undefined_metrics("binary", ("auc", "accuracy"), "test", 1, 1)) == {"auc", "accuracy"}
     assert set(undefined_metrics("binary", ("auc", "accuracy"), "test", 9, 1)) == {"auc"}
     assert "same value" in undefined_metrics("regression", ("r2", "mse"), "test", 9, 1)["r2"]
@@ -126,7 +127,7 @@ def test_undefined_metrics_are_nan_not_zero():
 
 
 def test_constant_predictor_scores():
-    from medcl.finetune import constant_scores
+    from medcl.downstream.metrics import constant_scores
     s = constant_scores("binary", np.array([0, 0, 0, 1.0]), np.array([0, 1, 0, 0, 1.0]), 2)
     assert s["auc"] == pytest.approx(0.5) and s["accuracy"] == pytest.approx(0.6)   # majority class 0
     s = constant_scores("ordinal", np.array([2, 2, 1.0]), np.array([0, 1, 2, 2.0]), 3)
@@ -149,7 +150,7 @@ def _report(pre, rand, pix, sd=0.01, repeats=3):
 
 
 def test_verdict_says_plainly_whether_pretraining_helped():
-    from medcl.finetune_report import verdict
+    from medcl.downstream.report import verdict
     lines = verdict(_report(pre=(0.70, 0.80), rand=(0.60, 0.70), pix=(0.75, 0.90)))
     assert lines[0] == "AUC, pretrained vs random init: better at 10%, 100%"
     assert lines[1] == "AUC, pretrained vs raw pixels: worse at 10%, 100%"
@@ -161,7 +162,7 @@ def test_verdict_says_plainly_whether_pretraining_helped():
 
 
 def test_table_shows_the_constant_predictor_and_undefined(tmp_path):
-    from medcl.finetune_report import format_table, plot_label_efficiency
+    from medcl.downstream.report import format_table, plot_label_efficiency
     rep = _report(pre=(0.70, 0.80), rand=(0.60, 0.70), pix=(0.75, 0.90))
     text = format_table(rep)
     assert "0.700 ± 0.010" in text and "pixels 24²" in text
@@ -178,7 +179,7 @@ def test_table_shows_the_constant_predictor_and_undefined(tmp_path):
 
 def test_baselines_and_out_folder_checks(tmp_path):
     from medcl.errors import ConfigError
-    from medcl.finetune import check_out, parse_baselines, pixel_side
+    from medcl.downstream.config import check_out, parse_baselines, pixel_side
     assert parse_baselines("random,pixels") == ("random", "pixels") and parse_baselines("none") == ()
     assert parse_baselines(None) == () and parse_baselines(["pixels"]) == ("pixels",)
     with pytest.raises(ConfigError, match="unknown baseline pixel"):
@@ -197,7 +198,7 @@ def test_too_few_labelled_people_per_split_is_a_clear_error():
 
     import pandas as pd
     from medcl.errors import TableError
-    from medcl.finetune_labels import split_people
+    from medcl.downstream.labels import split_people
     splits = np.array(["train"] * 6 + ["val"] * 2 + ["test"] * 2)
     images = pd.DataFrame({"person": np.arange(10), "split": splits})
     cohort = types.SimpleNamespace(images=images, images_in=lambda s: np.flatnonzero(splits == s))
@@ -213,7 +214,7 @@ def test_too_few_labelled_people_per_split_is_a_clear_error():
 
 
 def test_r2_panel_keeps_the_best_encoder_and_the_constant_in_view():
-    from medcl.finetune_report import R2_FLOOR, r2_floor
+    from medcl.downstream.report import R2_FLOOR, r2_floor
 
     def report(means, const):
         return {"summary": [{"r2": {"mean": v}} for v in means], "constant": {"r2": const}}

@@ -1,6 +1,6 @@
 """What ``medcl finetune`` shows: the table, a plain-language verdict and the label-efficiency picture.
 
-All three read the report that medcl.finetune writes to metrics.json (``summary`` rows of
+All three read the report that medcl.downstream.run writes to metrics.json (``summary`` rows of
 {encoder, fraction, train_people, metric: {mean, sd, min, max, values}}, ``constant``,
 ``undefined``, ``headline``), so they can be redrawn from a saved file.
 """
@@ -36,6 +36,8 @@ def _encoder_name(report: dict, enc: str) -> str:
 
 
 def _constant_note(report: dict) -> str:
+    if report.get("constant_note"):                 # the task's own words (reports written since it was saved)
+        return report["constant_note"]
     if report["task"] == "regression":
         return "constant: always predicts the training mean (what R² and MSE are worth without the image)"
     return ("constant: ignores the image (AUC 0.5, kappa 0; accuracy: always answering the most common "
