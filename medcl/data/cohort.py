@@ -137,12 +137,40 @@ def load_cohort(manifest, *, genotypes=None, prs=None, burden=None, snps=None, c
         raise ConfigError(f"aggregate={aggregate!r} is not supported", fix="use 'outer' or 'inner'")
     if counted_allele not in ("a1", "a2"):
         raise ConfigError(f"counted_allele must be 'a1' or 'a2', not {counted_allele!r}")
-    source, root, reader = None, None, None
+    source, reader = None, None
     if not isinstance(manifest, pd.DataFrame):  # a missing --data is named before anything else
         path, reader = open_source(manifest)
         source = Path(path)
     wanted = _modalities(modalities, {"snp": genotypes, "prs": prs, "burden": burden})
     stats = dict(stats or {})
+    frame, root = _manifest_frame(manifest, source, reader, check_files)
+
+    people = _people(frame)
+    people["split"] = people_splits(people, frame, split_seed=split_seed, val_fraction=val_fraction,
+                                    test_fraction=test_fraction, source=source)
+    sources = {m: snp_source(genotypes, people, counted_allele=counted_allele, snps=snps) if m == "snp"
+               else table_source(m, prs if m == "prs" else burden, people) for m in wanted}
+    dropped = 0
+    if aggregate == "inner" and sources:
+        people, sources, dropped = _complete_people(people, sources, source)
+
+    train = people["split"].to_numpy() == "train"
+    if not train.any() and len(stats) < len(sources):
+        raise TableError("no individual is in the training split", path=source,
+                         fix="statistics are fitted on training people: give some the split 'train'")
+    genetics = {m: build_table(s, train, stats=stats.get(m)) for m, s in sources.items()}
+    cohort = Cohort(people=people, images=_image_rows(frame, people), genetics=genetics, root=root,
+                    counted_allele=counted_allele, aggregate=aggregate, dropped_people=dropped,
+                    source=reader if reader is not None and reader.prepared else None)
+    if log_summary:
+        log.info(cohort.describe())
+    return cohort
+
+
+def _manifest_frame(manifest, source: Path | None, reader, check_files: bool) -> tuple[pd.DataFrame, Path | None]:
+    """(the manifest's rows, numbered by "manifest_row"; the folder relative image paths start
+    from, None for a DataFrame) with FID/IID checked to be text."""
+    root = None
     if isinstance(manifest, pd.DataFrame):
         frame = manifest.reset_index(drop=True).copy()
         missing = [c for c in KEYS + ["path"] if c not in frame.columns]
@@ -157,42 +185,24 @@ def load_cohort(manifest, *, genotypes=None, prs=None, burden=None, snps=None, c
             raise TableError(f"manifest {key} values are not all strings", path=source,
                              fix="keep IDs as text, as read_manifest returns them")
     frame["manifest_row"] = np.arange(len(frame), dtype=np.int64)
+    return frame, root
 
-    people = _people(frame)
-    people["split"] = people_splits(people, frame, split_seed=split_seed, val_fraction=val_fraction,
-                                    test_fraction=test_fraction, source=source)
-    sources = {}
-    for m in wanted:
-        if m == "snp":
-            sources[m] = snp_source(genotypes, people, counted_allele=counted_allele, snps=snps)
-        else:
-            sources[m] = table_source(m, prs if m == "prs" else burden, people)
 
-    dropped = 0
-    if aggregate == "inner" and sources:
-        keep = np.logical_and.reduce([s.present for s in sources.values()])
-        dropped = int((~keep).sum())
-        if not keep.any():
-            raise TableError(f"no individual of the manifest has every modality ({', '.join(wanted)})",
-                             path=source, fix="check that FID/IID match across files, or use aggregate='outer'")
-        people = people[keep].reset_index(drop=True)
-        sources = {m: s.subset(keep) for m, s in sources.items()}
+def _complete_people(people: pd.DataFrame, sources: dict, source) -> tuple[pd.DataFrame, dict, int]:
+    """aggregate="inner": (the people with every modality, their sources, how many were dropped)."""
+    keep = np.logical_and.reduce([s.present for s in sources.values()])
+    if not keep.any():
+        raise TableError(f"no individual of the manifest has every modality ({', '.join(sources)})",
+                         path=source, fix="check that FID/IID match across files, or use aggregate='outer'")
+    return people[keep].reset_index(drop=True), {m: s.subset(keep) for m, s in sources.items()}, int((~keep).sum())
 
-    train = people["split"].to_numpy() == "train"
-    if not train.any() and len(stats) < len(sources):
-        raise TableError("no individual is in the training split", path=source,
-                         fix="statistics are fitted on training people: give some the split 'train'")
-    genetics = {m: build_table(s, train, stats=stats.get(m)) for m, s in sources.items()}
 
+def _image_rows(frame: pd.DataFrame, people: pd.DataFrame) -> pd.DataFrame:
+    """The manifest rows of the people kept, in manifest order, with their "person" index and split."""
     lookup = pd.DataFrame({"FID": people["FID"], "IID": people["IID"],
                            "person": np.arange(len(people), dtype=np.int64), "_split": people["split"]})
     images = frame.drop(columns=[c for c in ("person",) if c in frame.columns])
     images = images.merge(lookup, on=KEYS, how="inner", sort=False)  # inner: images of dropped people go
     images = images.sort_values("manifest_row", kind="stable").reset_index(drop=True)
     images["split"] = images.pop("_split")
-    cohort = Cohort(people=people, images=images, genetics=genetics, root=root, counted_allele=counted_allele,
-                    aggregate=aggregate, dropped_people=dropped,
-                    source=reader if reader is not None and reader.prepared else None)
-    if log_summary:
-        log.info(cohort.describe())
-    return cohort
+    return images
