@@ -14,16 +14,13 @@ starts as the identity (Goyal et al., "Accurate, Large Minibatch SGD: Training I
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
-
-from medcl.config import option
-
 # depth → (block kind, blocks per stage)
 DEPTHS = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)), 50: ("bottleneck", (3, 4, 6, 3))}
 MIN_CHANNELS = 8
+PYRAMID_STRIDES = (4, 8, 16, 32)   # stem (stride-2 conv, stride-2 pool) then stages 2-4 stride by 2
+
 
 
 def stage_channels(width: float) -> list[int]:
@@ -93,7 +90,9 @@ def _projection(cin: int, cout: int, stride: int) -> nn.Module:
 
 
 class ResNet(nn.Module):
-    """ResNet-{18, 34, 50} trunk: ``forward(x: (B, C, H, W)) -> (B, out_dim)`` pooled features.
+    """ResNet-{18, 34, 50} trunk: ``forward(x: (B, C, H, W)) -> (B, out_dim)`` pooled features;
+    an encoder in the sense of :class:`medcl.models.encoders.Encoder` (``features``: the four
+    stages' maps at strides 4, 8, 16, 32; ``tokens``: the last map's positions).
 
     Args:
         depth: 18, 34 or 50.
@@ -131,6 +130,8 @@ class ResNet(nn.Module):
         self.stages = nn.Sequential(*stages)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.out_dim = cin
+        self.pyramid_channels = tuple(c * block.expansion for c in channels)  # features(x)'s maps
+        self.pyramid_strides = PYRAMID_STRIDES
         self._init_weights(zero_init_residual)
 
     def _init_weights(self, zero_init_residual: bool) -> None:
@@ -145,29 +146,34 @@ class ResNet(nn.Module):
                 if isinstance(m, (BasicBlock, Bottleneck)):
                     nn.init.zeros_(m.last_bn.weight)
 
-    def feature_map(self, x: torch.Tensor) -> torch.Tensor:    # (B, C, H, W) → (B, out_dim, H/32, W/32)
-        """The last stage's activations before pooling."""
+    def _check_input(self, x: torch.Tensor) -> None:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"ResNet: expected input (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
+
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:    # (B, C, H, W) → (B, out_dim, H/32, W/32)
+        """The last stage's activations before pooling."""
+        self._check_input(x)
         return self.stages(self.stem(x))
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Every stage's activations, finest first: (B, pyramid_channels[k], ⌈H/s⌉, ⌈W/s⌉) at
+        strides s = 4, 8, 16, 32; the last is :meth:`feature_map`."""
+        self._check_input(x)
+        maps, y = [], self.stem(x)
+        for stage in self.stages:
+            y = stage(y)
+            maps.append(y)
+        return maps
+
+    def tokens(self, x: torch.Tensor) -> torch.Tensor:         # (B, C, H, W) → (B, ⌈H/32⌉·⌈W/32⌉, out_dim)
+        """The last map's positions as tokens, row by row; their mean is :meth:`forward`."""
+        return self.feature_map(x).flatten(2).transpose(1, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:        # (B, C, H, W) → (B, out_dim)
         return self.pool(self.feature_map(x)).flatten(1)
 
 
-@dataclass
-class ImageEncoderConfig:
-    arch: str = option("resnet18", "Image encoder.", choices=lambda: tuple(ARCHS))
-    width: float = option(1.0, "Channel width factor (every stage's channels, 8 or more kept; 0.25 for CPU).")
-    in_channels: int = 1               # image channels (1 for radiographs)
-    zero_init_residual: bool = True    # each residual block starts as the identity (last BN scale 0)
-
-
-ARCHS = {f"resnet{d}": d for d in DEPTHS}
-
-
-def build_image_encoder(cfg: ImageEncoderConfig) -> ResNet:
-    """The encoder named by ``cfg.arch``; it has ``out_dim``."""
-    if cfg.arch not in ARCHS:
-        raise ValueError(f"image encoder: unknown arch {cfg.arch!r}; use one of {sorted(ARCHS)}")
-    return ResNet(ARCHS[cfg.arch], cfg.width, cfg.in_channels, zero_init_residual=cfg.zero_init_residual)
+def resnet_from_config(depth: int, cfg) -> ResNet:
+    """The ResNet of ``depth`` with ``cfg``'s width, in_channels and zero_init_residual (an
+    ImageEncoderConfig: the registry's builder, ``functools.partial(resnet_from_config, 18)``)."""
+    return ResNet(depth, cfg.width, cfg.in_channels, zero_init_residual=cfg.zero_init_residual)
