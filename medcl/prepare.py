@@ -382,6 +382,38 @@ def _merge(out: Path, listing: Listing, plan: dict, val_fraction: float, test_fr
                        "bytes": sum(f.stat().st_size for f in shard_files)}}
 
 
+def _remove_stale(out: Path) -> None:
+    """The leftovers of an interrupted run: a worker's shard, an atomic_write's file."""
+    for folder in (out / S.SHARDS, out / S.PARTS):
+        for pattern in (".*.tmp-*", TMP_GLOB):
+            for stale in folder.glob(pattern):
+                stale.unlink()
+
+
+def _run_chunks(out: Path, listing: Listing, plan: dict, key: bytes | None, workers: int) -> tuple[int, int]:
+    """Prepares the plan's chunks that are not done yet; returns (files read, chunks done before)."""
+    from medcl.progress import Progress
+
+    items = list(listing.files.items())
+    size, n = plan["chunk_files"], plan["chunks"]
+    todo = [c for c in range(n) if not (out / S.PARTS / f"index-{c:05d}.parquet").is_file()]
+    done = len(items) - sum(len(items[c * size:(c + 1) * size]) for c in todo)
+    if len(todo) < n:
+        log.info("resuming %s: %d of %d chunks already done", out, n - len(todo), n)
+    tasks = [(str(out), c, items[c * size:(c + 1) * size], key) for c in todo]
+    processed = bad = finished = 0
+    with Progress("prepare: files", total=len(items), start=done) as progress:
+        try:
+            for _, files, n_bad in _results(tasks, workers):
+                processed, bad, finished = processed + files, bad + n_bad, finished + 1
+                progress.update(done + processed, postfix=f"{bad} bad")
+        except KeyboardInterrupt:
+            log.warning("interrupted: %d of %d chunks done; rerun the same command to resume",
+                        n - len(todo) + finished, n)
+            raise
+    return processed, n - len(todo)
+
+
 def prepare(source, out, *, workers: int | None = None, chunk_files: int | None = None, ids: str | None = None,
             id_key=None, val_fraction: float = VAL_FRACTION, test_fraction: float = TEST_FRACTION) -> PrepareSummary:
     """Prepares (or resumes preparing) ``out`` from a folder of DICOM files or a manifest.
@@ -392,7 +424,6 @@ def prepare(source, out, *, workers: int | None = None, chunk_files: int | None 
         (a folder's manifest gets a split column drawn per person).
     """
     from medcl.data.splits import check_fractions
-    from medcl.progress import Progress
 
     t0 = time.monotonic()
     out = Path(os.fspath(out)).expanduser().absolute()
@@ -408,27 +439,8 @@ def prepare(source, out, *, workers: int | None = None, chunk_files: int | None 
     plan, key = _plan(out, ident, listing, chunk_files, workers, mode, id_key)
     lock = _lock(out)
     try:
-        for folder in (out / S.SHARDS, out / S.PARTS):  # leftovers of an interrupted run
-            for pattern in (".*.tmp-*", TMP_GLOB):    # a worker's shard; an atomic_write's file
-                for stale in folder.glob(pattern):
-                    stale.unlink()
-        items = list(listing.files.items())
-        size, n = plan["chunk_files"], plan["chunks"]
-        todo = [c for c in range(n) if not (out / S.PARTS / f"index-{c:05d}.parquet").is_file()]
-        done = len(items) - sum(len(items[c * size:(c + 1) * size]) for c in todo)
-        if len(todo) < n:
-            log.info("resuming %s: %d of %d chunks already done", out, n - len(todo), n)
-        tasks = [(str(out), c, items[c * size:(c + 1) * size], key) for c in todo]
-        processed = bad = finished = 0
-        with Progress("prepare: files", total=len(items), start=done) as progress:
-            try:
-                for _, files, n_bad in _results(tasks, workers):
-                    processed, bad, finished = processed + files, bad + n_bad, finished + 1
-                    progress.update(done + processed, postfix=f"{bad} bad")
-            except KeyboardInterrupt:
-                log.warning("interrupted: %d of %d chunks done; rerun the same command to resume",
-                            n - len(todo) + finished, n)
-                raise
+        _remove_stale(out)
+        processed, before = _run_chunks(out, listing, plan, key, workers)
         meta = _merge(out, listing, plan, val_fraction, test_fraction)
         _write_json(out / S.META, meta)
         shutil.rmtree(out / S.PARTS, ignore_errors=True)
@@ -439,4 +451,4 @@ def prepare(source, out, *, workers: int | None = None, chunk_files: int | None 
         log.warning("skipped %d of %d files that cannot be read or decoded; see %s", c["bad_files"], c["files"],
                     out / S.BAD_FILES)
     return PrepareSummary(out, c["files"], c["bad_files"], c["records"], c["shards"], c["bytes"], processed,
-                          n, n - len(todo), time.monotonic() - t0)
+                          plan["chunks"], before, time.monotonic() - t0)
