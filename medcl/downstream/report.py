@@ -154,42 +154,9 @@ def plot_label_efficiency(report: dict, path) -> Path:
     import matplotlib.pyplot as plt
 
     metrics = report["metrics"]
-    encoders = list(dict.fromkeys(r["encoder"] for r in report["summary"]))
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 3.8), squeeze=False)
     for ax, m in zip(axes[0], metrics):
-        for enc in encoders:
-            rows = sorted(_rows(report, enc).values(), key=lambda r: r["fraction"])
-            x = [r["fraction"] for r in rows]
-            mean = [r[m]["mean"] for r in rows]
-            sd = [r[m]["sd"] for r in rows]
-            color = COLORS.get(enc)
-            ax.plot(x, mean, "o-", color=color, label=_encoder_name(report, enc), lw=1.8, ms=4)
-            ax.fill_between(x, [a - s for a, s in zip(mean, sd)], [a + s for a, s in zip(mean, sd)],
-                            color=color, alpha=0.18, lw=0)
-            for r in rows:
-                vals = [v for v in r[m]["values"] if math.isfinite(v)]
-                ax.scatter([r["fraction"]] * len(vals), vals, s=9, color=color, alpha=0.45, lw=0)
-        if m == "r2":                                      # a 2-person fit can reach R² -15: keep 0..1 readable
-            low, high = ax.get_ylim()
-            floor = r2_floor(report)
-            ax.set_ylim(max(low, floor), min(high, 1.05))
-            if low < floor:
-                ax.text(0.98, 0.02, f"R² below {floor:.3g} off the scale", transform=ax.transAxes, fontsize=8,
-                        color="0.35", ha="right")
-        const = (report.get("constant") or {}).get(m, float("nan"))
-        if math.isfinite(const):
-            ax.axhline(const, ls="--", color="black", lw=1, label="constant predictor")
-        if m in (report.get("undefined") or {}):
-            ax.text(0.5, 0.5, f"undefined:\n{report['undefined'][m]}", transform=ax.transAxes, ha="center",
-                    va="center", wrap=True, fontsize=9)
-        ax.set_xscale("log")
-        fr = sorted({r["fraction"] for r in report["summary"]})
-        ax.set_xticks(fr)
-        ax.set_xticklabels([_pct(f) for f in fr])
-        ax.minorticks_off()
-        ax.set_xlabel("labelled training people")
-        ax.set_ylabel(LABELS.get(m, m) + (" (lower is better)" if m in LOWER_IS_BETTER else ""))
-        ax.grid(alpha=0.3)
+        _metric_panel(ax, report, m)
     axes[0][0].legend(fontsize=8, loc="best")
     test = (report.get("people") or {}).get("test", {}).get("people")
     fig.suptitle(f"{report['target']} ({report['task']}): test split" +
@@ -200,3 +167,45 @@ def plot_label_efficiency(report: dict, path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def _metric_panel(ax, report: dict, m: str) -> None:
+    """One metric's panel: every encoder's curve, the constant predictor, why it is undefined."""
+    for enc in dict.fromkeys(r["encoder"] for r in report["summary"]):
+        _encoder_curve(ax, report, enc, m)
+    if m == "r2":                                      # a 2-person fit can reach R² -15: keep 0..1 readable
+        low, high = ax.get_ylim()
+        floor = r2_floor(report)
+        ax.set_ylim(max(low, floor), min(high, 1.05))
+        if low < floor:
+            ax.text(0.98, 0.02, f"R² below {floor:.3g} off the scale", transform=ax.transAxes, fontsize=8,
+                    color="0.35", ha="right")
+    const = (report.get("constant") or {}).get(m, float("nan"))
+    if math.isfinite(const):
+        ax.axhline(const, ls="--", color="black", lw=1, label="constant predictor")
+    if m in (report.get("undefined") or {}):
+        ax.text(0.5, 0.5, f"undefined:\n{report['undefined'][m]}", transform=ax.transAxes, ha="center",
+                va="center", wrap=True, fontsize=9)
+    ax.set_xscale("log")
+    fr = sorted({r["fraction"] for r in report["summary"]})
+    ax.set_xticks(fr)
+    ax.set_xticklabels([_pct(f) for f in fr])
+    ax.minorticks_off()
+    ax.set_xlabel("labelled training people")
+    ax.set_ylabel(LABELS.get(m, m) + (" (lower is better)" if m in LOWER_IS_BETTER else ""))
+    ax.grid(alpha=0.3)
+
+
+def _encoder_curve(ax, report: dict, enc: str, m: str) -> None:
+    """Mean line, ± sd band and the repeats as dots of one encoder."""
+    rows = sorted(_rows(report, enc).values(), key=lambda r: r["fraction"])
+    x = [r["fraction"] for r in rows]
+    mean = [r[m]["mean"] for r in rows]
+    sd = [r[m]["sd"] for r in rows]
+    color = COLORS.get(enc)
+    ax.plot(x, mean, "o-", color=color, label=_encoder_name(report, enc), lw=1.8, ms=4)
+    ax.fill_between(x, [a - s for a, s in zip(mean, sd)], [a + s for a, s in zip(mean, sd)],
+                    color=color, alpha=0.18, lw=0)
+    for r in rows:
+        vals = [v for v in r[m]["values"] if math.isfinite(v)]
+        ax.scatter([r["fraction"]] * len(vals), vals, s=9, color=color, alpha=0.45, lw=0)
