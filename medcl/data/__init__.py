@@ -13,9 +13,10 @@ from __future__ import annotations
 from medcl.data.augment import AugmentConfig, AugmentParams, sample_params
 from medcl.data.bad_samples import BadSampleLog, Skipped
 from medcl.data.cohort import Cohort, load_cohort
-from medcl.data.datasets import ContigDataset, ImageDataset
+from medcl.data.datasets.contig import ContigDataset
+from medcl.data.datasets.images import ImageDataset
 from medcl.data.genetics import MODALITIES, GeneticsTable
-from medcl.data.puzzle import PuzzleDataset
+from medcl.data.datasets.puzzle import PuzzleDataset
 from medcl.data.recipes import DeviceBatches, decode_place, loader_collate
 from medcl.data.sampler import Loader, ResumableBatchSampler, make_loader
 from medcl.data.seeding import mix_seed

@@ -98,8 +98,9 @@ def _worker_init(_worker_id: int) -> None:
 class Loader:
     """A DataLoader over a ResumableBatchSampler that logs bad samples in the main process.
 
-    Batches are dicts from the collate (default :func:`medcl.data.recipes.render_collate`); samples that could not be read
-    are dropped (a batch may be short, or hold ``n == 0`` items) and passed to ``bad_log``.
+    Batches are dicts from the collate (default :func:`medcl.data.recipes.render_collate`);
+    samples that could not be read are dropped (a batch may be short, or hold ``n == 0`` items)
+    and passed to ``bad_log``.
     The first non-square image gets one log line (on rank 0) saying how it is fitted
     (medcl.data.fit.announce).
     """

@@ -2,7 +2,7 @@
 
 Chen et al., "A Simple Framework for Contrastive Learning of Visual Representations", ICML 2020.
 Encoder → projection head → NT-Xent (medcl.losses.NTXentLoss, global batch under DDP). Which
-images the two views come from is the data's pair strategy (medcl.data.views: two augmentations
+images the two views come from is the data's pair strategy (medcl.data.datasets.views: two augmentations
 of one image, or two images of the same individual).
 """
 from __future__ import annotations

@@ -4,7 +4,7 @@ Caron et al., "Unsupervised Learning of Visual Features by Contrasting Cluster A
 NeurIPS 2020. Encoder → projection head → L2-normalised z → scores against K L2-normalised
 prototypes → swapped prediction (medcl.losses.SwAVLoss) with codes from Sinkhorn-Knopp
 (medcl.ops.sinkhorn_knopp, marginals over the global batch under DDP). Multi-crop: the two
-large views plus ``small_crops`` small ones (medcl.data.views); the codes come from the large
+large views plus ``small_crops`` small ones (medcl.data.datasets.views); the codes come from the large
 views only. The prototypes receive no update for the first ``freeze_prototypes_iters`` training
 forwards (as SwAV, for stability).
 

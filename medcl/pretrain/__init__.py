@@ -5,7 +5,7 @@ process or under torchrun / srun (one process per GPU, DDP). The methods (``METH
 ``medcl.pretrain.registry``):
 
     contig   images aligned with genetic modalities (medcl.methods.contig)
-    simclr   two views, NT-Xent; ``pairs`` picks where the views come from (medcl.data.views)
+    simclr   two views, NT-Xent; ``pairs`` picks where the views come from (medcl.data.datasets.views)
     swav     multi-crop views, swapped prediction of Sinkhorn-Knopp codes
     puzzle   multimodal jigsaw puzzles solved through the Sinkhorn operator (medcl.methods.puzzle)
 

@@ -1,5 +1,5 @@
 """--method puzzle: multimodal jigsaw puzzles solved through the Sinkhorn operator
-(medcl.methods.puzzle, medcl.data.puzzle).
+(medcl.methods.puzzle, medcl.data.datasets.puzzle).
 
 Options: the module's (``PuzzleConfig``: --grid, --sinkhorn-iters, --puzzle-loss) and which
 co-registered images a puzzle mixes (``PuzzleData``: --puzzle-columns).
@@ -24,7 +24,7 @@ class PuzzleData(DictConfig):
 
 
 def build(cfg, info, source) -> Built:
-    from medcl.data.puzzle import PuzzleDataset
+    from medcl.data.datasets.puzzle import PuzzleDataset
 
     cohort = image_cohort(cfg, info, source)
     given = cfg.sections["puzzle_data"].columns

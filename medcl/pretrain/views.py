@@ -1,4 +1,4 @@
-"""--method simclr and --method swav: views of images (medcl.data.views), NT-Xent or swapped
+"""--method simclr and --method swav: views of images (medcl.data.datasets.views), NT-Xent or swapped
 prediction of Sinkhorn-Knopp codes (medcl.methods.simclr, medcl.methods.swav).
 
 Both take --pairs (where a positive pair comes from: ``ViewData``); swav also its multi-crop
@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass, replace
 
 from medcl.config import DictConfig, option
-from medcl.data.views import PAIRS
+from medcl.data.datasets.views import PAIRS
 from medcl.errors import ConfigError
 from medcl.methods.simclr import SimCLRConfig, SimCLRMethod
 from medcl.methods.swav import SwAVConfig, SwAVMethod
@@ -34,7 +34,7 @@ class SwAVViewData(ViewData):
 
 def _views(cfg, info, source, small_crops: int):
     """Train and val view datasets (val: fixed views, the same every epoch)."""
-    from medcl.data.views import ViewsDataset
+    from medcl.data.datasets.views import ViewsDataset
 
     cohort = image_cohort(cfg, info, source)
     pairs = cfg.sections["views"].pairs

@@ -14,7 +14,7 @@ import torch
 from medcl.data.augment import SEED_RANGE, AugmentConfig, AugmentParams, sample_params, view_row
 from medcl.data.bad_samples import Skipped, display_path, reason_of
 from medcl.data.fit import DEFAULT_FIT
-from medcl.data.puzzle import draw_puzzle, intensity_only
+from medcl.data.datasets.puzzle import draw_puzzle, intensity_only
 from medcl.data.recipes import render_collate, stack_items
 from medcl.errors import DicomError
 

@@ -15,8 +15,8 @@ from PIL import Image
 from medcl.data import AugmentConfig, ImageDataset, load_cohort, make_loader
 from medcl.data.augment import resize_views, sample_views
 from medcl.data.fit import DEFAULT_FIT, FITS, crop_frame, fit_box, run_fit
-from medcl.data.puzzle import PuzzleDataset
-from medcl.data.views import ViewsDataset
+from medcl.data.datasets.puzzle import PuzzleDataset
+from medcl.data.datasets.views import ViewsDataset
 from oracles import rendered
 
 S = 96

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from medcl.data import AugmentConfig, Skipped, load_cohort
-from medcl.data.puzzle import PuzzleDataset, tile_layout
+from medcl.data.datasets.puzzle import PuzzleDataset, tile_layout
 from oracles import collate, cut_puzzle, eval_transform, load_image, rendered
 from medcl.errors import ConfigError
 

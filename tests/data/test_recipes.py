@@ -9,7 +9,7 @@ import torch
 
 from medcl.data import AugmentConfig, ImageDataset, Skipped, load_cohort
 from medcl.data.recipes import collate_raw, render, render_collate
-from medcl.data.views import ViewsDataset
+from medcl.data.datasets.views import ViewsDataset
 from oracles import rendered
 from medcl.io.pixels import ENCODINGS, decode_raw, read_raw
 from medcl.ops import augment

@@ -7,7 +7,7 @@ import torch
 
 from medcl.data import AugmentConfig, load_cohort
 from oracles import collate, eval_transform, load_image, rendered
-from medcl.data.views import ViewsDataset, partners, small_crop_size
+from medcl.data.datasets.views import ViewsDataset, partners, small_crop_size
 from medcl.errors import ConfigError
 
 

@@ -134,7 +134,7 @@ def test_short_training_beats_chance(cohort, tmp_path):
     """Ten short epochs of the engine (~70 steps, seconds on 2 cores) on ~110 small multimodal puzzles:
     validation tile accuracy far above chance (1/9); this run reaches ~1.0."""
     from medcl.data import AugmentConfig, make_loader
-    from medcl.data.puzzle import PuzzleDataset
+    from medcl.data.datasets.puzzle import PuzzleDataset
     from medcl.train import TrainConfig, Trainer
 
     threads = torch.get_num_threads()

@@ -48,7 +48,7 @@ class ToyMethod(nn.Module):
 
 
 def build(cfg, info, source) -> Built:
-    from medcl.data.views import ViewsDataset
+    from medcl.data.datasets.views import ViewsDataset
 
     cohort = image_cohort(cfg, info, source)
     method_cfg = replace(cfg.sections["toy"], image=cfg.encoder)

@@ -29,7 +29,7 @@ from medcl.data.augment import AugmentConfig
 from medcl.data.bad_samples import Skipped
 from medcl.data.cohort import Cohort
 from medcl.data.sources import FileSource, frame_numbers
-from medcl.data.datasets import RecipeDataset, _frame_info, _key, load_raw, view_params
+from medcl.data.datasets.base import RecipeDataset, frame_info, item_key, load_raw, view_params
 from medcl.data.fit import DEFAULT_FIT, check_fit
 from medcl.data.recipes import Request
 from medcl.data.seeding import mix_seed
@@ -106,7 +106,7 @@ class ViewsDataset(RecipeDataset):
         return float(np.mean([len(self.partners[int(r)]) > 0 for r in self.rows]))
 
     def recipe(self, key):
-        epoch, i = _key(key, self.epoch)
+        epoch, i = item_key(key, self.epoch)
         if self.fixed_epoch is not None:
             epoch = self.fixed_epoch
         row = int(self.rows[i])
@@ -124,7 +124,7 @@ class ViewsDataset(RecipeDataset):
                 partner = row
             else:
                 raws.append(other)
-        info = [_frame_info(r, self.paths[r], self.root, epoch) for r in (row, partner)[:len(raws)]]
+        info = [frame_info(r, self.paths[r], self.root, epoch) for r in (row, partner)[:len(raws)]]
         paired = partner != row
         if self.pairs == "views":                        # one group: both views from the anchor
             slots, large_views = [0], 2

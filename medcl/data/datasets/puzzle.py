@@ -25,7 +25,7 @@ import torch
 from medcl.data.augment import SEED_RANGE, AugmentConfig, AugmentParams, sample_params, view_row
 from medcl.data.bad_samples import Skipped
 from medcl.data.cohort import Cohort
-from medcl.data.datasets import RecipeDataset, _frame_info, _key, load_raw
+from medcl.data.datasets.base import RecipeDataset, frame_info, item_key, load_raw
 from medcl.data.fit import DEFAULT_FIT, check_fit, fit_box
 from medcl.data.recipes import Request
 from medcl.data.sources import FileSource, frame_numbers
@@ -129,7 +129,7 @@ class PuzzleDataset(RecipeDataset):
         return torch.Generator().manual_seed(mix_seed(*key))
 
     def recipe(self, key):
-        epoch, i = _key(key, self.epoch)
+        epoch, i = item_key(key, self.epoch)
         row = int(self.rows[i])
         raws = []
         for c in self.columns:
@@ -154,6 +154,6 @@ class PuzzleDataset(RecipeDataset):
                 row13[:6] = [sx, 0.0, x0 + (left + 0.5) * sx - 0.5, 0.0, sy, y0 + (top + 0.5) * sy - 0.5]
                 params[m, j] = torch.tensor(row13, dtype=torch.float64)
         pick = source[perm] * N + torch.arange(N)           # shuffled tile j from its cell's modality
-        info = [_frame_info(row, self.paths[c][row], self.root, epoch) for c in self.columns]
+        info = [frame_info(row, self.paths[c][row], self.root, epoch) for c in self.columns]
         return {"raws": raws, "info": info, "perm": perm, "index": row, "person": int(self.person[row]),
                 "requests": {"tiles": Request(slots=list(range(M)), params=params, size=t, pick=pick, fit=self.fit)}}
