@@ -123,3 +123,23 @@ def test_device_batches_record_what_failed_on_the_device():
     assert log.calls == [([marker], 0)] and "skipped" not in out[0]
     out = list(DeviceBatches(loader, torch.device("cpu"), "cpu", bad_log=log))
     assert len(log.calls) == 1 and out[0]["skipped"] == [marker]
+
+
+@pytest.mark.gpu
+def test_device_batches_decode_on_the_gpu_as_the_workers_do(cohort):
+    """--decode gpu (collate_raw in the workers, render on the device) gives the images that
+    --decode cpu (render_collate in the workers) gives, and the same rows and fields."""
+    from medcl.data import DeviceBatches, loader_collate, make_loader
+
+    ds = ViewsDataset(cohort, "train", pairs="views", image_size=32, small_crops=2, seed=4)
+    cuda = torch.device("cuda")
+    got = {}
+    for place in ("gpu", "cpu"):
+        loader = make_loader(ds, 6, shuffle=False, collate_fn=loader_collate(place), pin_memory=True)
+        got[place] = list(DeviceBatches(loader, cuda, place))
+    assert len(got["gpu"]) == len(got["cpu"]) > 0
+    for g, c in zip(got["gpu"], got["cpu"]):
+        assert g["views"].device.type == "cuda" and c["views"].device.type == "cuda"
+        assert torch.equal(g["index"].cpu(), c["index"].cpu())
+        torch.testing.assert_close(g["views"], c["views"], rtol=0, atol=1e-3)   # as the op's CPU/CUDA test
+        torch.testing.assert_close(g["small"], c["small"], rtol=0, atol=1e-3)
