@@ -152,7 +152,7 @@ class ShardViews(torch.utils.data.Dataset):
         raw = self.source.read(self.paths[i % len(self.paths)])
         params = medcl_params([raw], self.size, i)[0:1]                             # (1, 2, 13)
         return {"raws": [raw], "info": [(i, self.paths[i % len(self.paths)], 0)], "index": i,
-                "requests": {"views": Request(slots=[0], params=params, size=self.size)}}
+                "requests": {"views": Request(slots=[0], params=params, shape=self.size)}}
 
 
 def main() -> None:

@@ -3,8 +3,9 @@ fused ``medcl.ops.augment`` op (C++ on CPU, CUDA on GPU).
 
     g = torch.Generator().manual_seed(seed)
     params = sample_views(AugmentConfig(), sizes, 224, 2, g)   # (B, 2, 13) op parameters
-    plain = resize_views(sizes, 224)                            # (B, 1, 13) resize only
+    plain = resize_views(sizes, (192, 256))                     # (B, 1, 13) resize only, to 192 × 256
     views = medcl.ops.augment(images, params, out_size=224, views=2, sizes=sizes)
+    ViewParams.from_rows(params).contrast                       # (B, 2): the rows' fields by name
 
 A view: random resized crop (area scale, aspect ratio in pixels; its position is the
 translation) → rotation about the view's centre → optional horizontal flip, composed into one
@@ -12,7 +13,8 @@ affine map from output to input pixels and sampled with antialiasing → brightn
 (about 0.5) and gamma → Gaussian noise (seeded per view) → clamp to [0, 1]. Crops are drawn
 from the image, or with ``fit="pad"`` from the image letterboxed into a square; the resize-only
 view fits a non-square image by padding, cropping or squashing it (``fit``, see
-:mod:`medcl.data.fit`). Parameters are drawn first (:func:`sample_params`,
+:mod:`medcl.data.fit`). Outputs are square (an int) or (h, w); a crop's drawn aspect ratio is
+relative to the output's, so a view is stretched by that ratio only. Parameters are drawn first (:func:`sample_params`,
 :func:`sample_views`) and applied after, so :meth:`AugmentParams.fitted` parameters give
 exactly the resized image. Every random number comes from the generator passed in; nothing
 touches the global RNG.
@@ -26,6 +28,8 @@ import torch
 
 from medcl.config import option
 from medcl.data.fit import DEFAULT_FIT, crop_frame, fit_box
+from medcl.data.geometry import ViewParams, output_shape, view_affine
+from medcl.ops.augment import PARAMS
 
 
 @dataclass
@@ -65,9 +69,10 @@ class AugmentParams:
         return cls(top=0, left=0, height=height, width=width)
 
     @classmethod
-    def fitted(cls, height: int, width: int, fit: str = DEFAULT_FIT) -> "AugmentParams":
-        """The whole image fitted to a square output (medcl.data.fit.fit_box)."""
-        top, left, h, w = fit_box(height, width, fit)
+    def fitted(cls, height: int, width: int, fit: str = DEFAULT_FIT, aspect: float = 1.0) -> "AugmentParams":
+        """The whole image fitted to an output of ``aspect`` (width / height; 1: square), as
+        medcl.data.fit.fit_box says."""
+        top, left, h, w = fit_box(height, width, fit, aspect)
         return cls(top=top, left=left, height=h, width=w)
 
 
@@ -102,11 +107,13 @@ def _uniform(g: torch.Generator, lo: float, hi: float) -> float:
     return float(lo + (hi - lo) * torch.rand((), generator=g, dtype=torch.float64))
 
 
-def _crop_box(cfg: AugmentConfig, h: int, w: int, g: torch.Generator) -> tuple:
-    """(top, left, height, width) of a random crop with area and aspect ratio in range; after
-    ten misses, the largest centred crop with the ratio clamped into range."""
+def _crop_box(cfg: AugmentConfig, h: int, w: int, g: torch.Generator, aspect: float = 1.0) -> tuple:
+    """(top, left, height, width) of a random crop with area and aspect ratio (× ``aspect``,
+    the output's) in range; after ten misses, the largest centred crop with the ratio clamped
+    into range."""
     area = h * w
-    log_lo, log_hi = math.log(cfg.crop_ratio[0]), math.log(cfg.crop_ratio[1])
+    lo_ratio, hi_ratio = cfg.crop_ratio[0] * aspect, cfg.crop_ratio[1] * aspect
+    log_lo, log_hi = math.log(lo_ratio), math.log(hi_ratio)
     for _ in range(10):
         target = area * _uniform(g, *cfg.crop_scale)
         ratio = math.exp(_uniform(g, log_lo, log_hi))
@@ -117,25 +124,26 @@ def _crop_box(cfg: AugmentConfig, h: int, w: int, g: torch.Generator) -> tuple:
             left = int(torch.randint(0, w - cw + 1, (), generator=g))
             return top, left, ch, cw
     ratio = w / h
-    if ratio < cfg.crop_ratio[0]:
-        cw, ch = w, int(round(w / cfg.crop_ratio[0]))
-    elif ratio > cfg.crop_ratio[1]:
-        ch, cw = h, int(round(h * cfg.crop_ratio[1]))
+    if ratio < lo_ratio:
+        cw, ch = w, int(round(w / lo_ratio))
+    elif ratio > hi_ratio:
+        ch, cw = h, int(round(h * hi_ratio))
     else:
         cw, ch = w, h
     return (h - ch) // 2, (w - cw) // 2, ch, cw
 
 
 def sample_params(cfg: AugmentConfig, height: int, width: int, generator: torch.Generator,
-                  fit: str = DEFAULT_FIT) -> AugmentParams:
-    """Draw one view's parameters for an input of ``height`` x ``width`` pixels; the crop box
-    comes from :func:`medcl.data.fit.crop_frame` (``fit``), its aspect ratio in pixels drawn
-    from ``cfg.crop_ratio`` (the view is stretched by that ratio only)."""
+                  fit: str = DEFAULT_FIT, aspect: float = 1.0) -> AugmentParams:
+    """Draw one view's parameters for an input of ``height`` x ``width`` pixels and an output
+    of ``aspect`` (width / height; 1: square); the crop box comes from
+    :func:`medcl.data.fit.crop_frame` (``fit``), its aspect ratio in pixels drawn from
+    ``cfg.crop_ratio`` × ``aspect`` (the view is stretched by the drawn ratio only)."""
     if not cfg.enabled:
-        return AugmentParams.fitted(height, width, fit)
+        return AugmentParams.fitted(height, width, fit, aspect)
     g = generator
-    frame_top, frame_left, fh, fw = crop_frame(height, width, fit)
-    top, left, ch, cw = _crop_box(cfg, fh, fw, g)
+    frame_top, frame_left, fh, fw = crop_frame(height, width, fit, aspect)
+    top, left, ch, cw = _crop_box(cfg, fh, fw, g, aspect)
     p = AugmentParams(top=frame_top + top, left=frame_left + left, height=ch, width=cw)
     p.angle = _uniform(g, -cfg.rotation, cfg.rotation) if cfg.rotation > 0 else 0.0
     p.flip = bool(cfg.hflip > 0 and _uniform(g, 0.0, 1.0) < cfg.hflip)
@@ -148,47 +156,52 @@ def sample_params(cfg: AugmentConfig, height: int, width: int, generator: torch.
 
 
 # --- parameters of medcl.ops.augment --------------------------------------------------------
-# One row of 13 per view (layout: medcl/ops/augment.py): the crop, rotation and flip composed
-# into one affine map from output to input pixels, then the tone, noise and its seed.
+# One row per view, its fields named by medcl.data.geometry.ViewParams (the op's PARAMS): the
+# crop, rotation and flip composed into one affine map from output to input pixels, then the
+# tone, noise and its seed.
 SEED_RANGE = 2 ** 52
 
 
-def view_row(p: AugmentParams, size: int, seed: int = 0, pivot: float = 0.5) -> list:
-    """AugmentParams of one view → its 13 op parameters for a ``size`` × ``size`` output.
+def view_row(p: AugmentParams, out_shape, seed: int = 0, pivot: float = 0.5) -> ViewParams:
+    """AugmentParams of one view → its op parameters (floats) for an output of ``out_shape``
+    (an int: square, or (h, w)).
 
     Output pixel (u, v) is flipped (u about the centre), rotated by ``p.angle`` about the view's
-    centre, then scaled onto the crop box: (x, y) = M (u − c, v − c) + crop centre, c = (S − 1)/2,
-    M = diag(w/S, h/S) · R(angle) · flip. The whole image at S = its size maps u → u exactly.
+    centre, then scaled onto the crop box (:func:`medcl.data.geometry.view_affine`). The whole
+    image at its own size maps u → u exactly.
     """
-    S = float(size)
-    a = math.radians(p.angle)
-    cos, sin = (1.0, 0.0) if p.angle == 0.0 else (math.cos(a), math.sin(a))
-    f = -1.0 if p.flip else 1.0
-    sx, sy = p.width / S, p.height / S
-    m00, m01 = sx * cos * f, -sx * sin
-    m10, m11 = sy * sin * f, sy * cos
-    c = (S - 1.0) / 2.0
-    cx, cy = p.left + (p.width - 1.0) / 2.0, p.top + (p.height - 1.0) / 2.0
-    return [m00, m01, cx - (m00 + m01) * c, m10, m11, cy - (m10 + m11) * c,
-            p.brightness, p.contrast, pivot, p.gamma, p.noise, 0.0, float(seed)]
+    affine = view_affine(p.top, p.left, p.height, p.width, p.angle, p.flip, out_shape=out_shape)
+    return ViewParams.of(affine, brightness=p.brightness, contrast=p.contrast, pivot=pivot, gamma=p.gamma,
+                         noise=p.noise, seed=float(seed))
 
 
-def sample_views(cfg: AugmentConfig, sizes: torch.Tensor, out_size: int, views: int,
+def _stack(rows: list, images: int, views: int) -> torch.Tensor:
+    """ViewParams rows, image by image and view by view → (images, views, fields) float64."""
+    return torch.tensor(rows, dtype=torch.float64).view(images, views, len(PARAMS))
+
+
+def _aspect(out_shape) -> float:
+    h, w = output_shape(out_shape)
+    return 1.0 if h == w else w / h
+
+
+def sample_views(cfg: AugmentConfig, sizes: torch.Tensor, out_size, views: int,
                  generator: torch.Generator, fit: str = DEFAULT_FIT) -> torch.Tensor:
     """(B, views, 13) float64 op parameters of random views of images of ``sizes`` (B, 2) (rows,
-    cols), drawn from ``generator`` image by image, view by view (the draws of
-    :func:`sample_params`, then the noise seed)."""
-    rows = []
+    cols) onto outputs of ``out_size`` (int: square, or (h, w)), drawn from ``generator`` image
+    by image, view by view (the draws of :func:`sample_params`, then the noise seed)."""
+    rows, aspect = [], _aspect(out_size)
     for h, w in sizes.tolist():
         for _ in range(views):
-            p = sample_params(cfg, int(h), int(w), generator, fit)
+            p = sample_params(cfg, int(h), int(w), generator, fit, aspect)
             seed = int(torch.randint(0, SEED_RANGE, (), generator=generator)) if p.noise > 0 else 0
             rows.append(view_row(p, out_size, seed))
-    return torch.tensor(rows, dtype=torch.float64).view(len(sizes), views, 13)
+    return _stack(rows, len(sizes), views)
 
 
-def resize_views(sizes: torch.Tensor, out_size: int, fit: str = DEFAULT_FIT) -> torch.Tensor:
-    """(B, 1, 13) float64: the eval transform, each whole image fitted to ``out_size`` square
-    (``fit``: pad, crop or squash a non-square image; medcl.data.fit)."""
-    rows = [view_row(AugmentParams.fitted(int(h), int(w), fit), out_size) for h, w in sizes.tolist()]
-    return torch.tensor(rows, dtype=torch.float64).view(len(rows), 1, 13)
+def resize_views(sizes: torch.Tensor, out_size, fit: str = DEFAULT_FIT) -> torch.Tensor:
+    """(B, 1, 13) float64: the eval transform, each whole image fitted to ``out_size`` (int:
+    square, or (h, w); ``fit``: pad, crop or squash an image of another shape; medcl.data.fit)."""
+    aspect = _aspect(out_size)
+    rows = [view_row(AugmentParams.fitted(int(h), int(w), fit, aspect), out_size) for h, w in sizes.tolist()]
+    return _stack(rows, len(rows), 1)

@@ -46,21 +46,27 @@ def check_fit(fit: str) -> str:
     return fit
 
 
-def fit_box(height: int, width: int, fit: str = DEFAULT_FIT) -> tuple[float, float, float, float]:
-    """(top, left, height, width) in input pixels of the box that fills a square output."""
+def fit_box(height: int, width: int, fit: str = DEFAULT_FIT, aspect: float = 1.0) -> tuple[float, float, float, float]:
+    """(top, left, height, width) in input pixels of the box that fills an output of ``aspect``
+    (its width / height; 1: a square)."""
     h, w = float(height), float(width)
-    if check_fit(fit) == "squash" or h == w:
+    if check_fit(fit) == "squash" or w == h * aspect:
         return 0.0, 0.0, h, w
-    side = max(h, w) if fit == "pad" else min(h, w)
-    return (h - side) / 2.0, (w - side) / 2.0, side, side
+    wider = w > h * aspect                        # the image is wider than the output
+    if wider == (fit == "pad"):                   # pad a wide image / crop a tall one: keep its width
+        bh, bw = w / aspect, w
+    else:                                         # keep its height
+        bh, bw = h, h * aspect
+    return (h - bh) / 2.0, (w - bw) / 2.0, bh, bw
 
 
-def crop_frame(height: int, width: int, fit: str = DEFAULT_FIT) -> tuple[float, float, int, int]:
+def crop_frame(height: int, width: int, fit: str = DEFAULT_FIT, aspect: float = 1.0) -> tuple[float, float, int, int]:
     """(top, left, height, width) of the region random crops are drawn from: the letterboxed
-    square for ``pad``, the image for ``crop`` and ``squash``."""
+    box (of the output's ``aspect``, width / height) for ``pad``, the image for ``crop`` and
+    ``squash``."""
     if check_fit(fit) == "pad":
-        top, left, side, _ = fit_box(height, width, "pad")
-        return top, left, int(side), int(side)
+        top, left, bh, bw = fit_box(height, width, "pad", aspect)
+        return top, left, int(bh), int(bw)
     return 0.0, 0.0, int(height), int(width)
 
 

@@ -67,6 +67,10 @@ class ViewParams(namedtuple("ViewParams", PARAMS)):
         values = torch.broadcast_tensors(*(torch.as_tensor(v, dtype=torch.float64) for v in self))
         return torch.stack(values, -1)
 
+    def with_affine(self, affine) -> "ViewParams":
+        """These parameters with the six affine coefficients (AFFINE order) replaced."""
+        return self._replace(**dict(zip(AFFINE, affine, strict=True)))
+
     def affine(self) -> torch.Tensor:
         """(..., 2, 3) float64: [[a00, a01, a02], [a10, a11, a12]]."""
         return self.to_rows()[..., :A12 + 1].unflatten(-1, (2, 3))

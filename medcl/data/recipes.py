@@ -5,7 +5,7 @@ descriptors, :class:`medcl.io.pixels.RawImage`) and, per output key, the views t
 (their augmentation parameters, already drawn from the item's seeded generator):
 
     {"raws": [RawImage, ...],                          # 1..M frames this item needs
-     "requests": {"views": Request(slots=[0, 1], params=(G, V, 13), size=224), ...},
+     "requests": {"views": Request(slots=[0, 1], params=(G, V, 13), shape=224), ...},
      "index": row, "person": p, ...}                  # everything else is stacked as usual
 
 :func:`collate_raw` packs a list of recipes into one batch: every frame's bytes in one uint8
@@ -16,7 +16,9 @@ every view (``augment``) in a few batched op calls — on the GPU in the trainin
 default :func:`render_collate`). :func:`loader_collate` picks the collate for a decode place,
 :func:`decode_place` resolves ``--decode``, and :class:`DeviceBatches` moves each batch to the
 device and renders it there when decoding on the GPU. The result has each key as
-a tensor: (B, K, 1, S, S), or (B, 1, S, S) for a request with ``squeeze``. A frame that fails to
+a tensor: (B, K, 1, h, w), or (B, 1, h, w) for a request with ``squeeze``; a request's ``mode``
+says how its frames are sampled: "image" through the augment op (antialiased, with the view's
+tone), "mask" nearest (:func:`medcl.data.geometry.warp_mask`: labels are never blended). A frame that fails to
 decode drops its item; the item comes back as a :class:`~medcl.data.bad_samples.Skipped`.
 """
 from __future__ import annotations
@@ -26,7 +28,10 @@ from dataclasses import dataclass
 import torch
 
 from medcl.data.bad_samples import Skipped
+from medcl.data.geometry import output_shape, warp_mask
 from medcl.errors import ConfigError
+
+MODES = ("image", "mask")
 
 
 @dataclass
@@ -34,11 +39,17 @@ class Request:
     """The views of one output key of one item."""
 
     slots: list          # (G,) which of the item's raws each group of views is cut from
-    params: torch.Tensor  # (G, V, 13) float64 augment parameters (medcl.ops.augment)
-    size: int            # output side S (pixels)
+    params: torch.Tensor  # (G, V, 13) float64 op parameters (medcl.data.geometry.ViewParams rows)
+    shape: tuple         # output (h, w) in pixels; an int S means S × S
     pick: torch.Tensor | None = None  # (K,) int64 indices into the G·V views (None: all, in order)
-    squeeze: bool = False  # one view per item: output (B, 1, S, S) instead of (B, 1, 1, S, S)
+    squeeze: bool = False  # one view per item: output (B, 1, h, w) instead of (B, 1, 1, h, w)
     fit: str | None = None  # how the params fit a non-square image (medcl.data.fit; for the log line)
+    mode: str = "image"  # "image": the augment op's antialiased sampling; "mask": nearest, no tone
+
+    def __post_init__(self):
+        self.shape = output_shape(self.shape)
+        if self.mode not in MODES:
+            raise ValueError(f"Request mode {self.mode!r} is not one of {MODES}")
 
 
 def stack_items(values: list):
@@ -56,7 +67,7 @@ def collate_raw(items: list) -> dict:
 
     Returns the stacked plain fields plus "packed" (medcl.io.pixels.pack_raw of every frame),
     "requests" {key: {"src": (B·G,) frame index, "params": (B·G, V, 13), "pick": (B, K) | None,
-    "size", "squeeze"}}, "paths" (one display path per frame, for the bad-sample log),
+    "shape", "mode", "squeeze"}}, "paths" (one display path per frame, for the bad-sample log),
     "n", "skipped", "seen", and "nonsquare" {fit: count of non-square frames} (the Loader pops it
     and says once how such images are fitted).
     """
@@ -84,7 +95,8 @@ def collate_raw(items: list) -> dict:
         src = torch.tensor([starts[k] + s for k, r in enumerate(reqs) for s in r.slots], dtype=torch.int64)
         params = torch.cat([r.params for r in reqs])                          # (B·G, V, 13)
         pick = None if first.pick is None else torch.stack([r.pick for r in reqs])  # (B, K)
-        requests[key] = {"src": src, "params": params, "pick": pick, "size": first.size, "squeeze": first.squeeze}
+        requests[key] = {"src": src, "params": params, "pick": pick, "shape": first.shape, "mode": first.mode,
+                         "squeeze": first.squeeze}
     batch["requests"] = requests
     rest = [{k: v for k, v in it.items() if k not in ("raws", "requests", "info")} for it in good]
     batch.update(stack_items(rest))
@@ -112,13 +124,17 @@ def render(batch: dict, device=None, *, dtype: torch.dtype = torch.float32) -> d
         src = r["src"].to(device)
         imgs, sz = (images, sizes) if _is_identity(r["src"], images.shape[0]) else \
             (images.index_select(0, src), sizes.index_select(0, src))
-        out = augment(imgs, r["params"].to(device), out_size=r["size"], views=r["params"].shape[1],
-                      dtype=dtype, sizes=sz)                                    # (B·G, V, S, S)
+        h, w = r["shape"]
+        if r["mode"] == "mask":
+            out = warp_mask(imgs, r["params"].to(device), out_size=(h, w), sizes=sz).to(dtype)
+        else:
+            out = augment(imgs, r["params"].to(device), out_size=(h, w), views=r["params"].shape[1],
+                          dtype=dtype, sizes=sz)                                # (B·G, V, h, w)
         B = int(batch["n"])
-        out = out.reshape(B, -1, 1, r["size"], r["size"])                       # (B, G·V, 1, S, S)
+        out = out.reshape(B, -1, 1, h, w)                                       # (B, G·V, 1, h, w)
         if r["pick"] is not None:
             pick = r["pick"].to(device)
-            out = torch.gather(out, 1, pick.view(B, -1, 1, 1, 1).expand(-1, -1, 1, r["size"], r["size"]))
+            out = torch.gather(out, 1, pick.view(B, -1, 1, 1, 1).expand(-1, -1, 1, h, w))
         batch[key] = out[:, 0] if r["squeeze"] else out
     status = status.cpu()
     if bool(status.ne(0).any()):

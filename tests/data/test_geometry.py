@@ -232,3 +232,62 @@ def test_a_box_holds_the_op_view_of_its_region(gen, out_shape):
         inside = (uu >= x0[0] - eps) & (uu <= x1[0] + eps) & (vv >= y0[0] - eps) & (vv <= y1[0] + eps)
         assert not (labels == 1)[~inside].any(), gen.initial_seed()
         assert not (view > 0.93)[~inside].any(), gen.initial_seed()        # only the rectangle is that bright
+
+
+# --- views onto (h, w) outputs -----------------------------------------------------------------
+@pytest.mark.parametrize("fit", ["pad", "crop", "squash"])
+def test_resize_views_fit_a_non_square_output(gen, fit):
+    from medcl.data.augment import resize_views
+
+    img = torch.rand(1, 40, 40, generator=gen) * 0.8 + 0.1                  # a square image into 20 × 60
+    out = augment_op(img, resize_views(torch.tensor([[40, 40]]), (20, 60), fit), out_size=(20, 60), views=1,
+                     dtype=torch.float32)[0, 0]
+    if fit == "pad":      # the whole image, 20 × 20 in the middle, black bands beside it
+        assert out[:, :20].abs().max() == 0 and out[:, 40:].abs().max() == 0 and out[:, 20:40].min() > 0
+    else:                 # crop: the middle 40 × 13.3 band; squash: the whole image stretched; no band
+        assert out.min() > 0
+    p = ViewParams.from_rows(resize_views(torch.tensor([[40, 40]]), (20, 60), fit))
+    stretch = float(p.a00 / p.a11)                                          # input px per output px, x over y
+    assert stretch == pytest.approx(1.0 if fit != "squash" else 1 / 3)
+    same = resize_views(torch.tensor([[30, 90]]), (20, 60), fit)          # the output's aspect: the whole image
+    assert ViewParams.from_rows(same).a00.item() == pytest.approx(1.5) and same[0, 0, 2] == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize("fit", ["pad", "crop"])
+def test_random_views_keep_their_drawn_ratio_on_a_non_square_output(gen, fit):
+    from medcl.data import AugmentConfig
+    from medcl.data.augment import sample_views
+
+    cfg = AugmentConfig(rotation=0.0, crop_ratio=(0.8, 1.25))
+    sizes = torch.tensor([[120, 90], [64, 200], [100, 100]])
+    p = ViewParams.from_rows(sample_views(cfg, sizes, (32, 96), 20, gen, fit))    # (3, 20) fields
+    stretch = (p.a00 / p.a11).abs()                                         # the drawn ratio, rounding aside
+    assert (stretch > 0.8 * 0.9).all() and (stretch < 1.25 * 1.1).all(), gen.initial_seed()
+    assert torch.equal(sample_views(cfg, sizes, 96, 2, torch.Generator().manual_seed(3), fit),
+                       sample_views(cfg, sizes, (96, 96), 2, torch.Generator().manual_seed(3), fit))
+
+
+# --- recipes: (h, w) outputs and masks rendered in batches -------------------------------------
+def test_render_outputs_of_any_shape_and_masks(paths, gen):
+    from medcl.data import ImageDataset, load_cohort
+    from medcl.data.recipes import Request, collate_raw, render
+    from medcl.io.pixels import decode_raw
+
+    cohort = load_cohort(paths["manifest"], modalities=("image",), log_summary=False)
+    item = ImageDataset(cohort, 32, split="train").recipe(0)
+    images, sizes, _ = decode_raw(item["raws"])
+    H, W = sizes[0].tolist()
+    params = torch.stack([_random_view(gen, H, W, (24, 40), tone=True) for _ in range(3)])[None]   # (1, 3, 13)
+    item["requests"] = {"image": Request([0], params, (24, 40)), "mask": Request([0], params, (24, 40), mode="mask"),
+                        "square": Request([0], params[:, :1], 16, squeeze=True)}
+    assert item["requests"]["square"].shape == (16, 16)
+    batch = render(collate_raw([item, item]), "cpu")
+    want = augment_op(images, params, out_size=(24, 40), views=3, sizes=sizes, dtype=torch.float32)   # (1, 3, h, w)
+    labels = warp_mask(images, params, out_size=(24, 40), sizes=sizes)
+    assert batch["image"].shape == (2, 3, 1, 24, 40) and batch["mask"].shape == (2, 3, 1, 24, 40)
+    assert batch["square"].shape == (2, 1, 16, 16)
+    for b in range(2):
+        assert torch.equal(batch["image"][b, :, 0], want[0]) and torch.equal(batch["mask"][b, :, 0], labels[0])
+    assert torch.isin(batch["mask"], torch.cat([images[0, :H, :W].flatten(), torch.zeros(1)])).all()   # never blended
+    with pytest.raises(ValueError, match="mode"):
+        Request([0], params, 8, mode="blur")

@@ -52,7 +52,7 @@ def view_request(cfg: AugmentConfig | None, raw, size: int, seed: int, epoch: in
                  fit: str = DEFAULT_FIT) -> Request:
     """The one view of an image row, seeded by (seed, epoch, row) — the same for every dataset."""
     g = torch.Generator().manual_seed(mix_seed(seed, epoch, row))
-    return Request(slots=[0], params=view_params(cfg, [raw], size, 1, g, fit), size=size, squeeze=True, fit=fit)
+    return Request(slots=[0], params=view_params(cfg, [raw], size, 1, g, fit), shape=size, squeeze=True, fit=fit)
 
 
 class RecipeDataset(Dataset):

@@ -31,6 +31,7 @@ from medcl.data.recipes import Request
 from medcl.data.sources import FileSource, frame_numbers
 from medcl.data.seeding import mix_seed
 from medcl.errors import ConfigError
+from medcl.ops.augment import PARAMS
 
 __all__ = ["PuzzleDataset", "draw_puzzle", "tile_layout", "MIN_TILE", "GRIDS"]
 
@@ -143,17 +144,16 @@ class PuzzleDataset(RecipeDataset):
         tone = [sample_params(intensity_only(self.augment), t, t, g) if self.augment is not None and
                 self.augment.enabled else AugmentParams.identity(t, t) for _ in range(N)]  # per shuffled tile
         seeds = [int(torch.randint(0, SEED_RANGE, (), generator=g)) if p.noise > 0 else 0 for p in tone]
-        params = torch.empty(M, N, 13, dtype=torch.float64)
+        params = torch.empty(M, N, len(PARAMS), dtype=torch.float64)
         S = float(self.image_size)
         for m, raw in enumerate(raws):
             y0, x0, bh, bw = fit_box(raw.rows, raw.columns, self.fit)
             sy, sx = bh / S, bw / S                          # each modality fitted to S × S, then cut
             for j, cell in enumerate(perm.tolist()):
                 top, left = origin[cell].tolist()
-                row13 = view_row(tone[j], t, seeds[j])
-                row13[:6] = [sx, 0.0, x0 + (left + 0.5) * sx - 0.5, 0.0, sy, y0 + (top + 0.5) * sy - 0.5]
-                params[m, j] = torch.tensor(row13, dtype=torch.float64)
+                cut = (sx, 0.0, x0 + (left + 0.5) * sx - 0.5, 0.0, sy, y0 + (top + 0.5) * sy - 0.5)  # tile → input
+                params[m, j] = view_row(tone[j], t, seeds[j]).with_affine(cut).to_rows()
         pick = source[perm] * N + torch.arange(N)           # shuffled tile j from its cell's modality
         info = [frame_info(row, self.paths[c][row], self.root, epoch) for c in self.columns]
         return {"raws": raws, "info": info, "perm": perm, "index": row, "person": int(self.person[row]),
-                "requests": {"tiles": Request(slots=list(range(M)), params=params, size=t, pick=pick, fit=self.fit)}}
+                "requests": {"tiles": Request(slots=list(range(M)), params=params, shape=t, pick=pick, fit=self.fit)}}

@@ -133,12 +133,12 @@ class ViewsDataset(RecipeDataset):
         plain = self.pairs == "patient" and paired
         cfg = None if plain else self.augment                                # None: resize only
         sources = [raws[s] for s in slots]
-        requests = {"views": Request(slots=slots, size=self.image_size, fit=self.fit,    # (B, 2, 1, S, S)
+        requests = {"views": Request(slots=slots, shape=self.image_size, fit=self.fit,    # (B, 2, 1, S, S)
                                      params=view_params(cfg, sources, self.image_size, large_views, g, self.fit))}
         if self.small_crops:
             per = -(-self.small_crops // len(slots))
             pick = torch.tensor([(k % len(slots)) * per + k // len(slots) for k in range(self.small_crops)])
-            requests["small"] = Request(slots=slots, size=self.small_size, pick=pick, fit=self.fit,  # alternating
+            requests["small"] = Request(slots=slots, shape=self.small_size, pick=pick, fit=self.fit,  # alternating
                                         params=view_params(self.small_augment, sources, self.small_size, per, g,
                                                            self.fit))
         return {"raws": raws, "info": info, "requests": requests, "paired": torch.tensor(paired),
