@@ -103,23 +103,31 @@ def _taps(n: torch.Tensor, span: torch.Tensor, sigma: torch.Tensor) -> tuple[tor
     return t, g / g.sum(0)
 
 
-def augment_reference(images: torch.Tensor, sizes: torch.Tensor, params: torch.Tensor, out_h: int, out_w: int,
-                      mean: float, std: float, dtype: torch.dtype) -> torch.Tensor:
-    """The op's definition in float64 PyTorch. Arguments as ``torch.ops.medcl.augment``."""
-    B, H, W = images.shape
-    V, dev = params.shape[1], images.device
-    p = params.to(torch.float64)
-    rows = sizes[:, 0].to(torch.int64).clamp(0, H)[:, None]                    # (B, 1)
-    cols = sizes[:, 1].to(torch.int64).clamp(0, W)[:, None]
-    a = [p[..., j] for j in range(6)]                                          # (B, V) each
-    s_u, s_v = torch.sqrt(a[0] * a[0] + a[3] * a[3]), torch.sqrt(a[1] * a[1] + a[4] * a[4])
-    s_min = torch.minimum(s_u, s_v)
+def _bv(t: torch.Tensor) -> torch.Tensor:
+    """(B, V) → (B, V, 1, 1): a per-view value against a view's pixels."""
+    return t[..., None, None]
+
+
+def _levels(s_min: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pyramid level each view samples (B, V) int64, from its smallest output-pixel step
+    ``s_min`` (B, V), and which images are empty (B, 1) (those sample level 0)."""
     extent = torch.maximum(rows, cols)                                         # (B, 1)
-    L = torch.zeros(B, V, dtype=torch.int64, device=dev)
+    L = torch.zeros(s_min.shape, dtype=torch.int64, device=s_min.device)
     for j in range(MAX_LEVEL):
         L = torch.where((L == j) & (2 ** j < extent) & (s_min >= LEVEL_RATIO * 2.0 ** (j + 1)), j + 1, L)
     empty = (rows == 0) | (cols == 0)                                          # (B, 1)
-    L = torch.where(empty, 0, L)
+    return torch.where(empty, 0, L), empty
+
+
+def _resample(images: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, p: torch.Tensor, out_h: int,
+              out_w: int) -> torch.Tensor:
+    """The geometric half of the op in float64: each view's affine map (params 0..5) sampled
+    bilinearly from its pyramid level with Gaussian taps (BLUR and the map's step) → (B, V, oh, ow),
+    before the clamp to [0, 1]. rows, cols (B, 1): each image's valid region."""
+    B, dev = images.shape[0], images.device
+    a = [p[..., j] for j in range(6)]                                          # (B, V) each
+    s_u, s_v = torch.sqrt(a[0] * a[0] + a[3] * a[3]), torch.sqrt(a[1] * a[1] + a[4] * a[4])
+    L, empty = _levels(torch.minimum(s_u, s_v), rows, cols)
     scale = torch.pow(2.0, -L.double())
     centre = 0.5 * (torch.pow(2.0, L.double()) - 1.0)
     al = [a[0] * scale, a[1] * scale, (a[2] - centre) * scale, a[3] * scale, a[4] * scale, (a[5] - centre) * scale]
@@ -141,33 +149,47 @@ def augment_reference(images: torch.Tensor, sizes: torch.Tensor, params: torch.T
     base = offsets[L] + torch.arange(B, device=dev)[:, None] * H_l * W_l
     u = torch.arange(out_w, device=dev, dtype=torch.float64)
     v = torch.arange(out_h, device=dev, dtype=torch.float64)[:, None]
-    ex = lambda t: t[..., None, None]                                          # (B, V) → (B, V, 1, 1)
-    cx = ex(al[0]) * u + ex(al[1]) * v + ex(al[2])                             # (B, V, oh, ow) centres
-    cy = ex(al[3]) * u + ex(al[4]) * v + ex(al[5])
-    xhi, yhi = ex((cols_l - 2).clamp_min(0)).double(), ex((rows_l - 2).clamp_min(0)).double()
-    acc = torch.zeros(B, V, out_h, out_w, dtype=torch.float64, device=dev)
+    cx = _bv(al[0]) * u + _bv(al[1]) * v + _bv(al[2])                             # (B, V, oh, ow) centres
+    cy = _bv(al[3]) * u + _bv(al[4]) * v + _bv(al[5])
+    xhi, yhi = _bv((cols_l - 2).clamp_min(0)).double(), _bv((rows_l - 2).clamp_min(0)).double()
+    acc = torch.zeros(B, p.shape[1], out_h, out_w, dtype=torch.float64, device=dev)
     for l in range(tv.shape[0]):
         for k in range(tu.shape[0]):
             w = gu[k] * gv[l]
-            x = cx + ex(al[0] * tu[k] + al[1] * tv[l])
-            y = cy + ex(al[3] * tu[k] + al[4] * tv[l])
-            inside = (x >= -0.5) & (x <= ex(xmax)) & (y >= -0.5) & (y <= ex(ymax)) & ~ex(empty)
+            x = cx + _bv(al[0] * tu[k] + al[1] * tv[l])
+            y = cy + _bv(al[3] * tu[k] + al[4] * tv[l])
+            inside = (x >= -0.5) & (x <= _bv(xmax)) & (y >= -0.5) & (y <= _bv(ymax)) & ~_bv(empty)
             x0, y0 = torch.minimum(x.floor().clamp_min(0), xhi), torch.minimum(y.floor().clamp_min(0), yhi)
             fx, fy = (x - x0).clamp(0, 1), (y - y0).clamp(0, 1)
-            i00 = ex(base) + y0.long() * ex(W_l) + x0.long()
-            dx, dy = ex((cols_l > 1).long()), ex(torch.where(rows_l > 1, W_l, 0))
+            i00 = _bv(base) + y0.long() * _bv(W_l) + x0.long()
+            dx, dy = _bv((cols_l > 1).long()), _bv(torch.where(rows_l > 1, W_l, 0))
             i00 = torch.where(inside, i00, flat.numel() - 1)                   # outside: the spare 0
             dx, dy = dx * inside, dy * inside
             top = flat[i00] * (1 - fx) + flat[i00 + dx] * fx
             bot = flat[i00 + dy] * (1 - fx) + flat[i00 + dy + dx] * fx
-            acc = acc + ex(w) * torch.where(inside, top * (1 - fy) + bot * fy, 0.0)
-    x = acc.clamp(0, 1)
-    c, bright, pivot, gamma, noise = (ex(p[..., j]) for j in (CONTRAST, BRIGHTNESS, PIVOT, GAMMA, NOISE))
+            acc = acc + _bv(w) * torch.where(inside, top * (1 - fy) + bot * fy, 0.0)
+    return acc
+
+
+def _photometric(x: torch.Tensor, p: torch.Tensor, out_h: int, out_w: int) -> torch.Tensor:
+    """The intensity half in float64 on (B, V, oh, ow) values in [0, 1]: contrast about the pivot
+    and brightness, gamma, then Gaussian noise from each view's SEED, each clamped to [0, 1]."""
+    c, bright, pivot, gamma, noise = (_bv(p[..., j]) for j in (CONTRAST, BRIGHTNESS, PIVOT, GAMMA, NOISE))
     x = torch.where((c == 1) & (bright == 0), x, (x * c + (pivot * (1 - c) + bright)).clamp(0, 1))
     x = torch.where(gamma == 1, x, torch.where(x > 0, x.clamp_min(1e-300).pow(gamma), 0.0))
     z = noise_normals(p[..., SEED], out_h, out_w)                              # (B, V, oh, ow)
-    x = torch.where(noise == 0, x, (x + noise * z).clamp(0, 1))
-    return ((x - mean) / std).to(dtype)
+    return torch.where(noise == 0, x, (x + noise * z).clamp(0, 1))
+
+
+def augment_reference(images: torch.Tensor, sizes: torch.Tensor, params: torch.Tensor, out_h: int, out_w: int,
+                      mean: float, std: float, dtype: torch.dtype) -> torch.Tensor:
+    """The op's definition in float64 PyTorch. Arguments as ``torch.ops.medcl.augment``."""
+    _, H, W = images.shape
+    p = params.to(torch.float64)                                               # (B, V, P)
+    rows = sizes[:, 0].to(torch.int64).clamp(0, H)[:, None]                    # (B, 1)
+    cols = sizes[:, 1].to(torch.int64).clamp(0, W)[:, None]
+    x = _resample(images, rows, cols, p, out_h, out_w).clamp(0, 1)             # (B, V, oh, ow)
+    return ((_photometric(x, p, out_h, out_w) - mean) / std).to(dtype)
 
 
 def _pair(out_size) -> tuple[int, int]:
