@@ -13,7 +13,9 @@ and has one option name (``--head-hidden`` → ``head_hidden``): ``PretrainConfi
 builds a config from option names (the command line, ``--config`` YAML, a flat config.yaml of
 runs before nesting), ``flat()`` gives them back, and ``cfg.width`` reads one. config.yaml and the
 weights' ``pretrain`` metadata hold ``to_dict()``: the sections as nested mappings, the method's
-under their own names.
+under their own names. A run's config.yaml holds ``to_yaml()``: the same settings by option name
+(what ``--config`` and the flags take, and what readers of config.yaml before nesting find at its
+top level), grouped under a comment per section; ``from_dict`` reads either form.
 """
 from __future__ import annotations
 
@@ -131,6 +133,16 @@ class PretrainConfig:
             out[name] = plain({f.name: dataclasses.asdict(sec)[f.name] for f in dataclasses.fields(sec)
                                if f.metadata.get("cli", True)})
         return out
+
+    def to_yaml(self) -> str:
+        """config.yaml: every setting by option name, grouped by section (a ``# section`` comment
+        above each group)."""
+        import yaml
+
+        groups: dict[str, dict] = {}
+        for leaf in self.leaves():
+            groups.setdefault(leaf.path[0], {})[leaf.name] = plain(self._get(leaf))
+        return "".join(f"# {name}\n" + yaml.safe_dump(values, sort_keys=False) for name, values in groups.items())
 
     @classmethod
     def from_dict(cls, d: dict) -> "PretrainConfig":

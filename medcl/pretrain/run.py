@@ -166,11 +166,9 @@ def weights_meta(cfg: PretrainConfig, method_meta: dict) -> dict:
 
 
 def write_config(cfg: PretrainConfig) -> None:
-    import yaml
-
     run = Path(cfg.run.out)
     run.mkdir(parents=True, exist_ok=True)
-    (run / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    (run / "config.yaml").write_text(cfg.to_yaml())
 
 
 def check_numbers(cfg: PretrainConfig) -> None:

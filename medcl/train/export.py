@@ -18,7 +18,7 @@ from medcl.files import atomic_write
 from medcl.train import checkpoint as ckpt
 
 FORMAT = "medcl.weights"
-META_KEYS = ("method", "config", "genetic_dims", "preprocessing", "counted_allele", "genetics_stats", "pairs")
+META_KEYS = ("method", "config", "genetic_dims", "preprocessing", "counted_allele", "genetics_stats", "pairs", "pretrain")
 
 
 def export_weights(state_dict: dict, path: Path, meta: dict) -> Path:

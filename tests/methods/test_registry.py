@@ -54,10 +54,13 @@ def test_toy_method_trains_from_the_command_line(toy, tmp_path, capsys):
             "--epochs", "1", "--batch-size", "4", "--image-size", "32", "--width", "0.125", "--workers", "0",
             "--toy-scale", "2.5", "--device", "cpu"]
     assert main(args) == 0
-    cfg = yaml.safe_load((out / "config.yaml").read_text())
-    assert cfg["method"] == "toy" and cfg["toy"] == {"toy_scale": 2.5} and cfg["encoder"]["width"] == 0.125
+    text = (out / "config.yaml").read_text()
+    cfg = yaml.safe_load(text)
+    assert cfg["method"] == "toy" and cfg["toy_scale"] == 2.5 and cfg["width"] == 0.125
+    assert "# toy\ntoy_scale: 2.5\n" in text and "# encoder\n" in text          # grouped by section
     state, meta = load_weights(out / "encoder.safetensors")
     assert meta["method"] == "toy" and meta["config"]["toy_scale"] == 2.5
+    assert meta["pretrain"]["toy"] == {"toy_scale": 2.5} and meta["pretrain"]["encoder"]["width"] == 0.125
     assert any(k.startswith("image_encoder.") for k in state)
     assert isinstance(toy.ToyMethod(toy.ToyConfig()), Method)
     # its option given to another method: ignored with a warning naming it
