@@ -90,6 +90,19 @@ def _csv(ctx, param, value):
     return items or None
 
 
+def _parsed_by(parse):
+    """A click callback through a config field's own parser (its errors as usage errors)."""
+    def callback(ctx, param, value):
+        if value is None:
+            return None
+        try:
+            return parse(value)
+        except (ValueError, ConfigError) as exc:
+            raise click.BadParameter(str(exc)) from None
+
+    return callback
+
+
 def _shown(value) -> str:
     return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value) if isinstance(value, tuple) else value
 
@@ -119,16 +132,27 @@ class GroupedOption(click.Option):
 def option_of(leaf, group: str):
     """The click option decorator of a config setting (medcl.config.option): flag, type, default
     and help come from the field; ``group`` is the --help section it is listed under."""
+    from dataclasses import MISSING
+
     flag = "--" + leaf.name.replace("_", "-")
     default, meta = leaf.default, leaf.meta
-    kw = dict(default=default, help=meta.get("help") or None, show_default=default is not None)
-    if isinstance(default, bool):
+    if default is MISSING:  # no default: the option must be given
+        default = None
+        kw = dict(required=True, help=meta.get("help") or None)
+    else:
+        kw = dict(default=default, help=meta.get("help") or None, show_default=default is not None)
+    if default is False:  # off unless given
+        decls = [flag]
+        kw.update(is_flag=True, show_default=False)
+    elif isinstance(default, bool):
         decls = [f"{flag}/--no-{flag[2:]}"]
     else:
         decls = [flag]
-        if meta.get("parse"):  # unset (None) on the command line: the config keeps its default
-            kw.update(default=None, callback=_pair if meta["parse"] == "pair" else _csv, type=str,
-                      metavar="LOW,HIGH" if meta["parse"] == "pair" else "A,B,...",
+        parse = meta.get("parse")
+        if parse:  # unset (None) on the command line: the config keeps its default
+            callback = _pair if parse == "pair" else _csv if parse == "csv" else _parsed_by(parse)
+            kw.update(default=None, callback=callback, type=str,
+                      metavar="LOW,HIGH" if parse == "pair" else "A,B,...",
                       show_default=_shown(default) if default is not None else False)
         else:
             kw["type"] = _click_type(leaf)
@@ -159,10 +183,10 @@ class GroupedCommand(click.Command):
     def format_options(self, ctx, formatter):
         groups: dict[str, list] = {}
         for param in self.get_params(ctx):
-            record = param.get_help_record(ctx)
+            record = param.get_help_record(ctx) if isinstance(param, click.Option) else None
             if record:
                 groups.setdefault(getattr(param, "help_group", None) or "Other options", []).append(record)
-        for name, rows in groups.items():
+        for name, rows in sorted(groups.items(), key=lambda kv: kv[0] == "Other options"):
             with formatter.section(name):
                 formatter.write_dl(rows)
 

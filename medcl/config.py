@@ -26,7 +26,9 @@ def option(default=MISSING, help: str = "", *, flag: str | None = None, choices:
     ``help``: one sentence for --help. ``flag``: the option name when it differs from the field's
     (``sk_iters`` for SwAV's ``sinkhorn_iters``). ``choices``: the allowed values, or a function
     returning them (a registry's names, read when the command line is built). ``parse``:
-    ``"csv"`` (comma-separated → tuple) or ``"pair"`` (``LOW,HIGH`` → two floats). ``low``/``high``:
+    ``"csv"`` (comma-separated → tuple), ``"pair"`` (``LOW,HIGH`` → two floats), or a function
+    taking the text (or a YAML list) and returning the value, raising ValueError (or
+    ``medcl.errors.ConfigError``) on bad input. No ``default``: a required option. ``low``/``high``:
     bounds of an int. ``shown``: the default as --help writes it, when the value would mislead
     (``None`` standing for "derived"). ``cli=False``: a field the command line does not set.
     ``strict``: a setting of one method (section) that, given to a run of another method, is an
