@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Layers, lowest first: a module may import its own layer and those below, never one above.
 LAYERS = [
     ("medcl._version", "medcl.errors", "medcl.files", "medcl.progress", "medcl.device", "medcl.config",
-     "medcl._extension", "medcl.dist"),
+     "medcl._extension", "medcl.dist", "medcl.registry"),
     ("medcl.ops",),
     ("medcl.io",),
     ("medcl.data", "medcl.losses", "medcl.models", "medcl.demo"),

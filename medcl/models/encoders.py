@@ -17,6 +17,7 @@ from torch import nn
 
 from medcl.config import option
 from medcl.errors import ConfigError
+from medcl.registry import Registry
 from medcl.models.resnet import resnet_from_config
 
 
@@ -60,31 +61,22 @@ class ImageEncoderConfig:
 
 Builder = Callable[[ImageEncoderConfig], nn.Module]
 
-ENCODERS: dict[str, Builder] = {}      # arch name → builder, filled by register_encoder
-
-
 class UnknownEncoderError(ConfigError, ValueError):
     """An arch no encoder is registered under (a ValueError too, as it was before the registry)."""
+
+
+ENCODERS: Registry[Builder] = Registry("arch", error=UnknownEncoderError)   # arch name → builder
 
 
 def register_encoder(name: str, builder: Builder) -> Builder:
     """Registers ``builder`` (ImageEncoderConfig → an :class:`Encoder`) under the arch ``name``;
     returns it. A name is registered once: another builder under it is a ValueError."""
-    if not isinstance(name, str) or not name or name != name.strip():
-        raise ValueError(f"image encoder: an arch name is a non-empty word, got {name!r}")
-    if ENCODERS.get(name, builder) is not builder:
-        raise ValueError(f"image encoder: arch {name!r} is already registered")
-    ENCODERS[name] = builder
-    return builder
+    return ENCODERS.add(name, builder)
 
 
 def build_image_encoder(cfg: ImageEncoderConfig) -> nn.Module:
     """The encoder registered as ``cfg.arch``, built from ``cfg`` (it honours :class:`Encoder`)."""
-    builder = ENCODERS.get(cfg.arch)
-    if builder is None:
-        raise UnknownEncoderError(f"image encoder: unknown arch {cfg.arch!r}",
-                                  fix=f"use one of {', '.join(encoder_names())}")
-    return builder(cfg)
+    return ENCODERS.lookup(cfg.arch)(cfg)
 
 
 register_encoder("resnet18", partial(resnet_from_config, 18))

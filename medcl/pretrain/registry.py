@@ -8,28 +8,23 @@ options, config.yaml and resume all follow from the spec.
 """
 from __future__ import annotations
 
-from medcl.errors import ConfigError
+from medcl.registry import Registry
 from medcl.pretrain import contig, puzzle, views
 from medcl.pretrain.spec import Built, MethodSpec
 
 __all__ = ["METHODS", "Built", "MethodSpec", "method_spec", "register_method"]
 
-METHODS: dict[str, MethodSpec] = {}
+METHODS: Registry[MethodSpec] = Registry("method")
 
 
 def register_method(spec: MethodSpec) -> MethodSpec:
     """Adds ``spec`` (a name already taken is an error: two methods cannot share a name)."""
-    if spec.name in METHODS and METHODS[spec.name] is not spec:
-        raise ValueError(f"a pretraining method named {spec.name!r} is already registered")
-    METHODS[spec.name] = spec
-    return spec
+    return METHODS.add(spec.name, spec)
 
 
 def method_spec(name: str) -> MethodSpec:
-    try:
-        return METHODS[name]
-    except KeyError:
-        raise ConfigError(f"unknown method {name!r}", fix=f"available: {', '.join(METHODS)}") from None
+    """The method registered as ``name`` (ConfigError naming the others when there is none)."""
+    return METHODS.lookup(name)
 
 
 # the built-in methods

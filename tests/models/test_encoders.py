@@ -17,7 +17,7 @@ from medcl.models import encoders
 @pytest.fixture
 def registry(monkeypatch):
     """The registry as a copy, so that what a test registers leaves with it."""
-    monkeypatch.setattr(encoders, "ENCODERS", dict(encoders.ENCODERS))
+    monkeypatch.setattr(encoders, "ENCODERS", encoders.ENCODERS.copy())
     return encoders.ENCODERS
 
 

@@ -6,25 +6,19 @@ from __future__ import annotations
 from medcl.downstream.tasks.base import Task
 from medcl.downstream.tasks.classes import Binary, Multiclass, Ordinal
 from medcl.downstream.tasks.regression import Regression
-from medcl.errors import ConfigError
+from medcl.registry import Registry
 
-TASKS: dict[str, Task] = {}
+TASKS: Registry[Task] = Registry("task", same_again=False)
 
 
 def register(task: Task) -> Task:
     """Adds ``task`` under ``task.name`` (the name must be new)."""
-    if task.name in TASKS:
-        raise ValueError(f"a task named {task.name!r} is already registered")
-    TASKS[task.name] = task
-    return task
+    return TASKS.add(task.name, task)
 
 
 def get_task(name: str) -> Task:
     """The registered task ``name`` (ConfigError naming the others when there is none)."""
-    try:
-        return TASKS[name]
-    except KeyError:
-        raise ConfigError(f"unknown task {name!r}", fix=f"use one of {', '.join(TASKS)}") from None
+    return TASKS.lookup(name)
 
 
 register(Binary())
