@@ -2,10 +2,10 @@
 
 For each entry of ``RUNS`` (contig; simclr and swav with ``--pairs views`` and ``patient``;
 puzzle) it pretrains with the shared small settings below, then fits linear probes on the
-frozen features (medcl.finetune, linear mode, the demo's labels: cardiomegaly AUC and bone
+frozen features (medcl.downstream, linear mode, the demo's labels: cardiomegaly AUC and bone
 density R² on the test split, 10% and 100% of the training labels, mean of ``repeats`` draws)
 next to a randomly initialised encoder of the same architecture and input size and the same probe
-on raw pixels (a quarter of that size, medcl.finetune.pixel_side), and prints one
+on raw pixels (a quarter of that size, medcl.downstream.config.pixel_side), and prints one
 table (also written to OUT/compare.md and OUT/compare.json). Runs already finished in OUT are
 reused, so an interrupted comparison continues where it stopped.
 
