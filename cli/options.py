@@ -3,7 +3,8 @@
 --config is eager: its YAML becomes the command's default map before the other options are
 read, so the precedence is command line > MEDCL_* environment > YAML > defaults (Click's own
 order). The YAML holds option names as keys (dashes or underscores), either at top level or
-under the command's name, e.g. ``demo-data: {n: 500, seed: 3}``.
+under the command's name, e.g. ``demo-data: {n: 500, seed: 3}``; a list value is taken as the
+command line writes it (``crop_scale: [0.5, 1]`` → ``--crop-scale 0.5,1``).
 """
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ def _load_config(ctx: click.Context, param: click.Parameter, value: str | None):
         if k not in known or k == "config":
             raise ConfigError(f"unknown option '{key}' for 'medcl {name}'", path=path,
                               fix=f"valid keys: {', '.join(sorted(known - {'config'}))}")
-        defaults[k] = v
+        defaults[k] = ",".join(map(str, v)) if isinstance(v, (list, tuple)) else v  # a YAML list: as A,B
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
     return value
 

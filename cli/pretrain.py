@@ -86,7 +86,7 @@ def make_command() -> click.Command:
 
 def options_of_mapping(mapping: dict) -> dict:
     """--config with a run's config.yaml (sections: data, encoder, ..., the method's): the
-    settings it holds, by option name, as the command line writes them (lists as A,B)."""
+    settings it holds, by option name (a flat config.yaml is by option name already)."""
     from medcl.pretrain.config import PretrainConfig
 
     if not any(isinstance(v, dict) for v in mapping.values()):
@@ -97,7 +97,7 @@ def options_of_mapping(mapping: dict) -> dict:
     for leaf in cfg.leaves():
         if _holds(mapping, leaf.path):
             value = flat[leaf.name]
-            out[leaf.name] = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else value
+            out[leaf.name] = value
     return out
 
 

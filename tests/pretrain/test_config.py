@@ -81,6 +81,19 @@ def test_config_option_takes_a_runs_config_yaml(tmp_path, capsys):
     assert "--epochs 0: a run needs at least 1 epoch" in capsys.readouterr().err
 
 
+def test_a_runs_config_yaml_gives_the_next_run_its_settings(tmp_path):
+    from medcl.cli.pretrain import make_command
+
+    cfg = PretrainConfig.from_options(method="swav", width=0.25, crop_scale=(0.3, 0.9), prototypes=17, seed=5,
+                                      out=str(tmp_path / "old"))
+    (tmp_path / "config.yaml").write_text(cfg.to_yaml())
+    ctx = make_command().make_context("pretrain", ["--config", str(tmp_path / "config.yaml"), "--out",
+                                                   str(tmp_path / "new"), "--seed", "6"])
+    given = {k: v for k, v in ctx.params.items() if v is not None}
+    again = PretrainConfig.from_options(**given)
+    assert again.flat() == {**cfg.flat(), "out": str(tmp_path / "new"), "seed": 6}     # the flags still win
+
+
 def test_options_of_another_method_warn_or_are_refused(tmp_path, capsys):
     assert main(["pretrain", "--method", "simclr", "--genetics-hidden", "16", "--prototypes", "10", "--epochs", "0",
                  "--out", str(tmp_path / "r"), "--device", "cpu"]) == 2
