@@ -79,7 +79,11 @@ def load_evaluation(cfg: FinetuneConfig) -> Evaluation:
     from medcl.downstream.labels import split_people
     from medcl.train.export import load_weights
 
+    from medcl.io.tables import require_table
+
     cfg = replace(cfg, baseline=parse_baselines(cfg.baseline))
+    require_table(cfg.labels, "labels")                       # both before the cohort is read (or generated)
+    state, meta = load_weights(Path(cfg.weights))            # read once; encoders are built from it
     data = cfg.data
     if data is None:
         from medcl.demo.cache import demo_cohort
@@ -90,7 +94,6 @@ def load_evaluation(cfg: FinetuneConfig) -> Evaluation:
     cfg = replace(cfg, task=target.task)
     counts = split_people(cohort, y_person, target.task, cfg.labels)
     undefined, select = split_checks(cfg, counts)
-    state, meta = load_weights(Path(cfg.weights))            # read once; encoders are built from it
     cfg = replace(cfg, fit=cfg.fit or run_fit(meta, cfg.weights)[0])
     return Evaluation(cfg, cohort, target, y_person, counts, undefined, select, state, meta, device)
 

@@ -249,6 +249,14 @@ def _exact_float(v) -> float:
         return np.nan
 
 
+def require_table(path, kind: str | None = None) -> Path:
+    """``path`` as a Path; a TableError naming it when it is not a file (checked before long work)."""
+    path = Path(os.fspath(path))
+    if not path.is_file():
+        raise TableError(f"{kind or 'table'} file not found", path=path, fix="check the path")
+    return path
+
+
 def read_table(path, *, kind: str | None = None) -> pd.DataFrame:
     """Read a per-individual table (PRS, burden scores, labels) keyed by FID/IID.
 
@@ -260,9 +268,7 @@ def read_table(path, *, kind: str | None = None) -> pd.DataFrame:
     """
     if kind is not None and kind not in KINDS:
         raise TableError(f"unknown table kind {kind!r}", fix=f"use one of {', '.join(KINDS)} or None")
-    path = Path(os.fspath(path))
-    if not path.is_file():
-        raise TableError(f"{kind or 'table'} file not found", path=path, fix="check the path")
+    path = require_table(path, kind)
     df = _rename_id_columns(_read_text(path, TableError))
     df.columns = [str(c).strip() for c in df.columns]
     missing = [c for c in KEYS if c not in df.columns]

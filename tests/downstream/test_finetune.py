@@ -222,3 +222,19 @@ def test_r2_panel_keeps_the_best_encoder_and_the_constant_in_view():
     assert r2_floor(report([0.5, -15.0, float("nan")], -0.01)) == R2_FLOOR     # a 2-person fit stays off the scale
     floor = r2_floor(report([-17.6, -52.0, -1672.0], -22.5))                     # a tiny test split: all below -1
     assert -25.0 < floor <= -22.5 * 1.1 + 1e-9 and floor > -52.0
+
+
+def test_a_missing_labels_or_weights_file_is_named_before_any_cohort_is_read(tmp_path, monkeypatch):
+    from medcl.downstream.run import FinetuneConfig, run_finetune
+    from medcl.errors import MedclError
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("MEDCL_CACHE_DIR", str(cache))          # data=None would generate the demo cohort here
+    labels = tmp_path / "labels.csv"
+    for weights, missing in ((tmp_path / "w.safetensors", labels), (tmp_path / "w.safetensors", None)):
+        if missing is None:
+            labels.write_text("FID,IID,x\n1,1,0\n")
+        with pytest.raises(MedclError, match="labels file not found" if missing else "weights file not found"):
+            run_finetune(FinetuneConfig(weights=str(weights), labels=str(labels), target="x",
+                                        out=str(tmp_path / "out"), device="cpu"))
+    assert not cache.exists() or not any(cache.iterdir())
