@@ -79,10 +79,13 @@ def load_evaluation(cfg: FinetuneConfig) -> Evaluation:
     from medcl.downstream.labels import split_people
     from medcl.train.export import load_weights
 
+    from medcl.data.sources import open_source
     from medcl.io.tables import require_table
 
     cfg = replace(cfg, baseline=parse_baselines(cfg.baseline))
-    require_table(cfg.labels, "labels")                       # both before the cohort is read (or generated)
+    if cfg.data is not None:                                  # every path named before the cohort is read
+        open_source(cfg.data)                                 # (or the demo cohort generated)
+    require_table(cfg.labels, "labels")
     state, meta = load_weights(Path(cfg.weights))            # read once; encoders are built from it
     data = cfg.data
     if data is None:

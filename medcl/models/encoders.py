@@ -17,8 +17,8 @@ from torch import nn
 
 from medcl.config import option
 from medcl.errors import ConfigError
-from medcl.registry import Registry
 from medcl.models.resnet import resnet_from_config
+from medcl.registry import Registry
 
 
 @runtime_checkable

@@ -11,9 +11,9 @@
 Every setting is a field made with ``medcl.config.option`` (default and help written there once)
 and has one option name (``--head-hidden`` → ``head_hidden``): ``PretrainConfig.from_options``
 builds a config from option names (the command line, ``--config`` YAML, a flat config.yaml of
-runs before nesting), ``flat()`` gives them back, and ``cfg.width`` reads one. config.yaml and the
-weights' ``pretrain`` metadata hold ``to_dict()``: the sections as nested mappings, the method's
-under their own names. A run's config.yaml holds ``to_yaml()``: the same settings by option name
+runs before nesting), ``flat()`` gives them back, and ``cfg.width`` reads one. The weights'
+``pretrain`` metadata hold ``to_dict()``: the sections as nested mappings, the method's under
+their own names. A run's config.yaml holds ``to_yaml()``: the same settings by option name
 (what ``--config`` and the flags take, and what readers of config.yaml before nesting find at its
 top level), grouped under a comment per section; ``from_dict`` reads either form.
 """

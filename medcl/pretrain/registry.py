@@ -8,9 +8,9 @@ options, config.yaml and resume all follow from the spec.
 """
 from __future__ import annotations
 
-from medcl.registry import Registry
 from medcl.pretrain import contig, puzzle, views
 from medcl.pretrain.spec import Built, MethodSpec
+from medcl.registry import Registry
 
 __all__ = ["METHODS", "Built", "MethodSpec", "method_spec", "register_method"]
 

@@ -153,8 +153,10 @@ def test_a_mask_of_the_bright_region_lands_where_the_op_puts_it(gen, out_shape):
     labels = warp_mask(mask[None], params, out_size=out_shape)[0]
     bright, dark = views > 0.7, views < 0.3
     assert bright.any() and dark.any()
-    assert (labels[bright] == 3).all(), gen.initial_seed()
-    assert (labels[dark] == 0).all(), gen.initial_seed()
+    # bilinear taps: an output pixel whose nearest source pixel is dark still reads up to ~0.75 when
+    # its three other neighbours are bright, so only clearly bright or dark pixels must agree
+    assert (labels[views > 0.8] == 3).all(), gen.initial_seed()
+    assert (labels[views < 0.2] == 0).all(), gen.initial_seed()
     assert (~(bright | dark)).float().mean() < 0.1                             # only the edges blur
 
 
