@@ -74,25 +74,27 @@ def common_options(func):
     return wrapper
 
 
-def _pair(ctx, param, value):
-    if value is None or isinstance(value, (tuple, list)):
-        return tuple(value) if value is not None else None
+def _split_pair(value) -> tuple:
+    if isinstance(value, (tuple, list)):
+        return tuple(value)
     try:
         lo, hi = (float(v) for v in str(value).split(","))
     except ValueError:
-        raise click.BadParameter("expected two numbers, LOW,HIGH (e.g. 0.5,1)") from None
+        raise ValueError("expected two numbers, LOW,HIGH (e.g. 0.5,1)") from None
     return (lo, hi)
 
 
-def _csv(ctx, param, value):
-    if value is None or isinstance(value, tuple):
+def _split_csv(value) -> tuple | None:
+    if isinstance(value, tuple):
         return value
-    items = tuple(v.strip() for v in str(value).split(",") if v.strip())
-    return items or None
+    return tuple(v.strip() for v in str(value).split(",") if v.strip()) or None
+
+
+PARSERS = {"pair": _split_pair, "csv": _split_csv}  # option(parse=...) by name; a function is its own parser
 
 
 def _parsed_by(parse):
-    """A click callback through a config field's own parser (its errors as usage errors)."""
+    """A click callback through a config field's parser (its errors as usage errors)."""
     def callback(ctx, param, value):
         if value is None:
             return None
@@ -151,8 +153,7 @@ def option_of(leaf, group: str):
         decls = [flag]
         parse = meta.get("parse")
         if parse:  # unset (None) on the command line: the config keeps its default
-            callback = _pair if parse == "pair" else _csv if parse == "csv" else _parsed_by(parse)
-            kw.update(default=None, callback=callback, type=str,
+            kw.update(default=None, callback=_parsed_by(PARSERS.get(parse, parse)), type=str,
                       metavar="LOW,HIGH" if parse == "pair" else "A,B,...",
                       show_default=_shown(default) if default is not None else False)
         else:

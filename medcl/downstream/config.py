@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medcl.config import option
-from medcl.downstream.tasks import get_task
+from medcl.downstream.tasks import TASKS, get_task
 from medcl.errors import ConfigError
 
 BASELINES = ("random", "pixels")
@@ -35,11 +35,6 @@ def parse_fractions(value) -> tuple:
         raise ValueError("use comma-separated numbers, e.g. 0.01,0.1,1") from None
 
 
-def _tasks() -> tuple:
-    from medcl.downstream.tasks import TASKS
-    return tuple(TASKS)
-
-
 @dataclass
 class FinetuneConfig:
     """The settings of ``medcl finetune``; the command line's options are made from these fields
@@ -55,7 +50,7 @@ class FinetuneConfig:
     task: str | None = option(None, "Default: inferred from the column (2 distinct values: binary; text, or whole "
                                     "numbers >= 0 with at most 10 distinct values: multiclass (ordinal: grades scored "
                                     "by kappa); other numbers: regression). A --task that does not fit the column is "
-                                    "refused.", choices=_tasks)
+                                    "refused.", choices=lambda: tuple(TASKS))
     mode: str = option("linear", "linear: frozen features + linear model; full: fine-tune the encoder end to end.",
                        choices=MODES)
     fractions: tuple = option((0.01, 0.1, 1.0), "Fractions of the training individuals that keep their labels.",
